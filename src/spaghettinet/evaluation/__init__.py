@@ -1,0 +1,1 @@
+"""Evaluation: COCO metrics, latency benchmark, visualization, reports."""

@@ -1,0 +1,1 @@
+"""Reading and writing TF Object Detection API pipeline.config files."""
