@@ -14,7 +14,7 @@ import typer
 
 from spaghettinet.errors import SpaghettiError
 
-from . import data, export, model, pipeline, train
+from . import config, data, export, model, pipeline, train
 from .console import err_console
 
 app = typer.Typer(
@@ -35,7 +35,7 @@ def _root(
         os.environ["SPAGHETTINET_DEBUG"] = "1"
 
 
-for _module in (data, model, train, export, pipeline):
+for _module in (data, model, config, train, export, pipeline):
     _module.register(app)
 
 
