@@ -1,0 +1,387 @@
+"""SavedModel and TFLite conversion of a detector with the fused ``TFLite_Detection_PostProcess`` op.
+
+The detector's raw outputs (box encodings and logits) are wrapped in a serving function that applies the sigmoid
+and hands them, with the anchors as a center-size constant, to an empty ``tf.function`` whose
+``experimental_implements`` string names the TFLite custom op and its attributes (spec §5.4). The TFLite converter
+replaces that function with the fused op. Three conversions are offered: float32, full-int8 by post-training
+quantization (PTQ, calibrated on real images) and full-int8 of a quantization-aware (QAT) model (no calibration).
+After conversion the subgraph outputs are rewritten to the op's own order and canonical names, because the
+converter's order is not the op's (stack.md §3.2).
+
+TensorFlow is imported inside the functions (``tf_runtime.import_tensorflow``) so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spaghettinet.errors import DataError, SpaghettiError
+from spaghettinet.tf_runtime import import_keras, import_tensorflow
+
+#: Custom op name the converter emits and every client (LiteRT, MediaPipe, Edge TPU compiler) recognises.
+POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+
+#: Canonical output names, in the op's own output order (spec §5.4): boxes, classes, scores, num_detections.
+OUTPUT_NAMES: tuple[str, ...] = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
+
+#: Name of the serving signature and of its single input.
+SERVING_SIGNATURE = "serving_default"
+INPUT_NAME = "image"
+
+#: The uint8 input quantization that makes raw RGB pixels the model input: real = (q - 128) * 2/255 (issue 5).
+UINT8_INPUT_SCALE = 2.0 / 255.0
+UINT8_INPUT_ZERO_POINT = 128
+
+#: Real values that uint8 0 and 255 stand for under (2/255, 128). Pinning one calibration pixel to each makes the
+#: calibrated input range exactly [-256/255, 254/255], i.e. scale 2/255 and zero point 128 (stack.md §3.4).
+_CALIBRATION_LOW = (0 - UINT8_INPUT_ZERO_POINT) * UINT8_INPUT_SCALE
+_CALIBRATION_HIGH = (255 - UINT8_INPUT_ZERO_POINT) * UINT8_INPUT_SCALE
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """Attributes of the fused post-processing op.
+
+    Args:
+        num_classes: foreground classes (the logits have ``num_classes + 1`` columns, column 0 background).
+        max_detections: rows in each output (K).
+        score_threshold: candidates below this sigmoid score are dropped. Written with ``%f`` in the op's
+            attribute string, so values below 5e-7 become 0 (spec §6 gotcha 12): use a meaningful threshold.
+        iou_threshold: greedy NMS suppresses boxes whose IoU with a kept box is above this; in (0, 1].
+        use_regular_nms: per-class NMS (slower) instead of the op's default class-agnostic fast NMS.
+        scales: box coder scales (y, x, h, w), from the config's ``faster_rcnn_box_coder`` (10, 10, 5, 5).
+        detections_per_class: kept per class by regular NMS (the kernel default, spec §5.3).
+
+    Example:
+        >>> PostprocessSettings(num_classes=4).max_detections
+        10
+    """
+
+    num_classes: int
+    max_detections: int = 10
+    score_threshold: float = 0.3
+    iou_threshold: float = 0.6
+    use_regular_nms: bool = False
+    scales: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+    detections_per_class: int = 100
+
+    def validate(self) -> None:
+        """Raise :class:`SpaghettiError` (usage) when the op would reject or misread these values."""
+        if self.num_classes < 1:
+            raise SpaghettiError(f"num_classes must be at least 1, got {self.num_classes}", exit_code=2)
+        if self.max_detections < 1:
+            raise SpaghettiError(
+                f"--max-detections must be at least 1, got {self.max_detections}", exit_code=2
+            )
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise SpaghettiError(f"--iou-threshold must be in (0, 1], got {self.iou_threshold}", exit_code=2)
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise SpaghettiError(
+                f"--score-threshold must be in [0, 1), got {self.score_threshold}", exit_code=2
+            )
+        if any(s <= 0 for s in self.scales):
+            raise SpaghettiError(f"box coder scales must be positive, got {self.scales}", exit_code=2)
+
+
+def postprocess_signature(settings: PostprocessSettings) -> str:
+    """The ``experimental_implements`` string that the converter turns into ``TFLite_Detection_PostProcess``.
+
+    Built as the TF2 Object Detection API exporter builds it (spec §5.4): ``name: "..."`` then one
+    ``attr { key: "k" value { t: v } }`` per attribute, floats like C's ``%f`` (six decimals), booleans lower case, joined by spaces.
+    ``max_classes_per_detection`` is 1 (the only value the TF2 route supports) and ``detections_per_class`` is
+    written explicitly so regular NMS does not depend on a kernel default.
+
+    Args:
+        settings: the op's attributes.
+
+    Returns:
+        The signature string.
+
+    Example:
+        >>> postprocess_signature(PostprocessSettings(num_classes=3)).split(" attr")[0]
+        'name: "TFLite_Detection_PostProcess"'
+    """
+    settings.validate()
+    y_scale, x_scale, h_scale, w_scale = settings.scales
+    attributes = [
+        ("max_detections", "i", f"{settings.max_detections:d}"),
+        ("max_classes_per_detection", "i", "1"),
+        ("detections_per_class", "i", f"{settings.detections_per_class:d}"),
+        ("use_regular_nms", "b", "true" if settings.use_regular_nms else "false"),
+        ("nms_score_threshold", "f", f"{settings.score_threshold:f}"),
+        ("nms_iou_threshold", "f", f"{settings.iou_threshold:f}"),
+        ("y_scale", "f", f"{y_scale:f}"),
+        ("x_scale", "f", f"{x_scale:f}"),
+        ("h_scale", "f", f"{h_scale:f}"),
+        ("w_scale", "f", f"{w_scale:f}"),
+        ("num_classes", "i", f"{settings.num_classes:d}"),
+    ]
+    parts = [f'name: "{POSTPROCESS_OP}"']
+    parts += [f'attr {{ key: "{key}" value {{ {kind}: {value} }} }}' for key, kind, value in attributes]
+    return " ".join(parts)
+
+
+def anchors_center_size(anchors_yxyx: np.ndarray) -> np.ndarray:
+    """Anchors as the op wants them: ``[N, 4]`` (ycenter, xcenter, height, width), float32, normalized.
+
+    Uses the model's box coder (``spaghettinet.model.box_coder.to_center_size``) so the op decodes exactly as
+    training encoded.
+    """
+    from spaghettinet.model.box_coder import to_center_size
+
+    anchors = np.asarray(anchors_yxyx, dtype=np.float32)
+    if anchors.ndim != 2 or anchors.shape[1] != 4:
+        raise SpaghettiError(f"anchors must be [N, 4] yxyx, got shape {anchors.shape}")
+    return np.asarray(to_center_size(anchors), dtype=np.float32)
+
+
+def make_serving_function(model, settings: PostprocessSettings):
+    """A function ``image [1, H, W, 3] float in [-1, 1] -> 4 tensors`` with the post-processing op attached.
+
+    Args:
+        model: detector from ``build_detector``: output dict ``box_encodings`` / ``class_logits``; ``model.anchors``.
+        settings: the op's attributes.
+
+    Returns:
+        A plain Python callable for ``keras.export.ExportArchive.add_endpoint`` (which traces it).
+    """
+    tf = import_tensorflow()
+    signature = postprocess_signature(settings)
+    anchors = tf.constant(anchors_center_size(model.anchors))
+
+    @tf.function(experimental_implements=signature)
+    def detection_postprocess(box_encodings, class_scores, anchor_boxes):
+        # Placeholder body: the converter replaces the whole function with the fused op (spec §5.4). The dummy
+        # outputs only need to exist; their shapes are those of the op's outputs.
+        del box_encodings, class_scores, anchor_boxes
+        k = settings.max_detections
+        return (
+            tf.zeros([1, k, 4], tf.float32),
+            tf.zeros([1, k], tf.float32),
+            tf.zeros([1, k], tf.float32),
+            tf.zeros([1], tf.float32),
+        )
+
+    def serve(image):
+        outputs = model(image, training=False)
+        # The op applies no activation and skips column 0 (background) itself via num_classes (spec §5.4).
+        boxes, classes, scores, count = detection_postprocess(
+            outputs["box_encodings"], tf.sigmoid(outputs["class_logits"]), anchors
+        )
+        return {
+            OUTPUT_NAMES[0]: boxes,
+            OUTPUT_NAMES[1]: classes,
+            OUTPUT_NAMES[2]: scores,
+            OUTPUT_NAMES[3]: count,
+        }
+
+    return serve
+
+
+def write_saved_model(model, settings: PostprocessSettings, saved_model_dir: str | Path) -> Path:
+    """Write a SavedModel whose ``serving_default`` signature runs the detector and the post-processing.
+
+    Uses ``keras.export.ExportArchive``: a Keras 3 model attached to a ``tf.Module`` leaves its variables
+    unfrozen in TFLite (NaN outputs, calibration crash; stack.md §3.1). The input is ``image``, float32
+    ``[1, H, W, 3]`` already scaled to [-1, 1]; the outputs are the op's four tensors by canonical name.
+    ``saved_model_dir`` is written directly (callers wrap it in ``atomic_path``).
+
+    Args:
+        model: detector from ``build_detector``.
+        settings: the op's attributes.
+        saved_model_dir: folder to create.
+
+    Returns:
+        ``saved_model_dir`` as a ``Path``.
+    """
+    tf = import_tensorflow()
+    keras = import_keras()
+    height, width = int(model.input_shape[1]), int(model.input_shape[2])
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SERVING_SIGNATURE,
+        make_serving_function(model, settings),
+        input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name=INPUT_NAME)],
+    )
+    archive.write_out(str(saved_model_dir), verbose=False)
+    return Path(saved_model_dir)
+
+
+def _converter(saved_model_dir: str | Path):
+    tf = import_tensorflow()
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(saved_model_dir), signature_keys=[SERVING_SIGNATURE]
+    )
+    converter.allow_custom_ops = True
+    return converter
+
+
+def _convert(converter, what: str) -> bytes:
+    try:
+        flatbuffer = converter.convert()
+    except Exception as exc:  # the converter raises many types (ConverterError, ValueError, RuntimeError)
+        raise SpaghettiError(f"TFLite conversion ({what}) failed: {exc}") from exc
+    if not flatbuffer:
+        # Seen with mis-laid-out fake-quant weights: the converter returns an empty buffer (stack.md §3.12).
+        raise SpaghettiError(f"TFLite conversion ({what}) returned an empty model")
+    return bytes(flatbuffer)
+
+
+def convert_float(saved_model_dir: str | Path) -> bytes:
+    """Float32 ``.tflite`` bytes (with the fused op), outputs in canonical order.
+
+    Example:
+        >>> tflite_bytes = convert_float("exported/saved_model")  # doctest: +SKIP
+    """
+    return canonicalize_outputs(_convert(_converter(saved_model_dir), "float32"))
+
+
+def pinned_calibration_images(images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Calibration inputs: each image scaled to [-1, 1], with two pixels pinned to the uint8 range's ends.
+
+    Real photos rarely reach both -1 and +1 in every channel; calibrating on them would give the uint8 input a
+    scale other than 2/255 and MediaPipe, which feeds raw pixels, would be silently mis-scaled (stack.md §3.4).
+    Pixel (0, 0) is set to the value uint8 0 stands for and pixel (0, 1) to the value uint8 255 stands for, so
+    the calibrated range is exactly that of (2/255, 128).
+
+    Args:
+        images: uint8 or float ``[H, W, 3]`` arrays of raw pixel values in [0, 255], already at the model size.
+
+    Yields:
+        float32 ``[1, H, W, 3]`` arrays.
+    """
+    for image in images:
+        scaled = np.asarray(image, dtype=np.float32) * (2.0 / 255.0) - 1.0
+        scaled = scaled.copy()
+        scaled[0, 0, :] = _CALIBRATION_LOW
+        scaled[0, 1, :] = _CALIBRATION_HIGH
+        yield scaled[np.newaxis]
+
+
+def convert_int8_ptq(saved_model_dir: str | Path, calibration_images: list[np.ndarray]) -> bytes:
+    """Full-int8 ``.tflite`` by post-training quantization, uint8 input, float outputs from the op.
+
+    Args:
+        saved_model_dir: from :func:`write_saved_model`.
+        calibration_images: real training images, ``[H, W, 3]`` raw pixels at the model's input size (a few
+            dozen are enough).
+
+    Returns:
+        The model bytes, outputs in canonical order, input quantization checked to be (2/255, 128).
+    """
+    tf = import_tensorflow()
+    if not calibration_images:
+        raise DataError("no calibration images: post-training quantization needs real training images")
+    converter = _converter(saved_model_dir)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x] for x in pinned_calibration_images(calibration_images))
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+    ]
+    converter.inference_input_type = tf.uint8
+    flatbuffer = canonicalize_outputs(_convert(converter, "int8, post-training quantization"))
+    check_uint8_input(flatbuffer)
+    return flatbuffer
+
+
+def convert_int8_qat(saved_model_dir: str | Path) -> bytes:
+    """Full-int8 ``.tflite`` of a quantization-aware model: ranges come from its fake-quant ops.
+
+    Only ``optimizations=[DEFAULT]`` and the uint8 input type are set: adding ``supported_ops=INT8`` without a
+    representative dataset makes the converter refuse the QAT graph (stack.md §3.11).
+    """
+    tf = import_tensorflow()
+    converter = _converter(saved_model_dir)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.uint8
+    flatbuffer = canonicalize_outputs(_convert(converter, "int8, quantization-aware"))
+    check_uint8_input(flatbuffer)
+    return flatbuffer
+
+
+def _read_model(flatbuffer: bytes):
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+
+
+def _write_model(model_object) -> bytes:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model_object))
+
+
+def _postprocess_operator(model_object):
+    subgraph = model_object.subgraphs[0]
+    for operator in subgraph.operators:
+        code = model_object.operatorCodes[operator.opcodeIndex]
+        if (code.customCode or b"") == POSTPROCESS_OP.encode():
+            return operator
+    raise SpaghettiError(f"the converted model has no {POSTPROCESS_OP} op")
+
+
+def canonicalize_outputs(flatbuffer: bytes) -> bytes:
+    """Make the model outputs the op's outputs in its own order, with canonical names.
+
+    The converter lists the op's four outputs in another order (stack.md §3.2), while clients and metadata
+    writers read outputs by position: boxes, classes, scores, num_detections. This rewrites ``subgraph.outputs``,
+    the output tensors' names and the signature's outputs to match.
+
+    Args:
+        flatbuffer: converted ``.tflite`` bytes containing ``TFLite_Detection_PostProcess``.
+
+    Returns:
+        The rewritten bytes.
+    """
+    model_object = _read_model(flatbuffer)
+    subgraph = model_object.subgraphs[0]
+    order = [int(t) for t in _postprocess_operator(model_object).outputs]
+    subgraph.outputs = np.array(order, dtype=np.int32)
+    for tensor_index, name in zip(order, OUTPUT_NAMES, strict=True):
+        subgraph.tensors[tensor_index].name = name.encode()
+    for signature in model_object.signatureDefs or []:
+        by_tensor = {int(x.tensorIndex): x for x in signature.outputs}
+        signature.outputs = [by_tensor[t] for t in order if t in by_tensor]
+        for output, name in zip(signature.outputs, OUTPUT_NAMES, strict=False):
+            output.name = name.encode()
+    return _write_model(model_object)
+
+
+def input_quantization(flatbuffer: bytes) -> tuple[str, float, int]:
+    """The input tensor's type name and (scale, zero point); scale 0 and zero point 0 for float inputs.
+
+    Example:
+        >>> input_quantization(open("model_int8.tflite", "rb").read())  # doctest: +SKIP
+        ('UINT8', 0.00784313725490196, 128)
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model_object = _read_model(flatbuffer)
+    subgraph = model_object.subgraphs[0]
+    tensor = subgraph.tensors[int(subgraph.inputs[0])]
+    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    quantization = tensor.quantization
+    if quantization is None or quantization.scale is None or len(quantization.scale) == 0:
+        return type_names[tensor.type], 0.0, 0
+    return type_names[tensor.type], float(quantization.scale[0]), int(quantization.zeroPoint[0])
+
+
+def check_uint8_input(flatbuffer: bytes) -> None:
+    """Raise unless the input is uint8 with scale 2/255 and zero point 128 (raw RGB pixels in, issue 5 item 2).
+
+    A different scale means the calibration images did not span [-1, 1]; MediaPipe would then feed pixels the
+    model reads at the wrong scale, with no error anywhere else.
+    """
+    type_name, scale, zero_point = input_quantization(flatbuffer)
+    if type_name != "UINT8" or abs(scale - UINT8_INPUT_SCALE) > 1e-6 or zero_point != UINT8_INPUT_ZERO_POINT:
+        raise SpaghettiError(
+            f"int8 model input is {type_name} with scale {scale:.8f} and zero point {zero_point}; expected UINT8 with "
+            f"scale {UINT8_INPUT_SCALE:.8f} (2/255) and zero point {UINT8_INPUT_ZERO_POINT}, so that raw RGB pixels "
+            "are the input. The quantization ranges of the model input are wrong."
+        )
