@@ -1,0 +1,317 @@
+"""The TF1 detection zoo's SpaghettiNet-EdgeTPU checkpoints: download, verify, extract safely.
+
+The zoo ships each variant as a ``.tar.gz`` (URLs in ``spec/spaghettinet.md`` §4) holding a TF1 Object Detection API
+checkpoint, the usual starting point for fine-tuning. A tarball from the network is untrusted, so installing one:
+
+1. hashes it (sha256, printed so a user can pin it with ``--sha256``) and compares with the expected hash if given;
+2. reads the whole gzip stream to the end (a truncated download fails here, with its CRC and length checked);
+3. checks every member before extracting anything: only regular files and folders, no absolute path, no ``..``,
+   nothing resolving outside the output folder, no symlinks, hard links or devices, and a bound on the total size;
+4. extracts into a staging folder inside the output folder and moves the result into place only when all is well;
+5. finds the checkpoint prefix (``model.ckpt-<step>``) and checks, by its variable names, that it is the variant
+   asked for (:func:`spaghettinet.model.tf1_checkpoint.inspect_checkpoint`).
+
+The network fetch (:func:`download`) is separate from :func:`install_tarball`, which is what the tests exercise.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from spaghettinet.errors import DataError, UsageError
+
+# spec/spaghettinet.md §4, "Pixel 6 Edge TPU models" of tf1_detection_zoo.md.
+ZOO_URLS: dict[str, str] = {
+    "s": "http://download.tensorflow.org/models/object_detection/tf1/spaghettinet_edgetpu_s_2021_10_13.tar.gz",
+    "m": "http://download.tensorflow.org/models/object_detection/tf1/spaghettinet_edgetpu_m_2021_10_13.tar.gz",
+    "l": "http://download.tensorflow.org/models/object_detection/tf1/spaghettinet_edgetpu_l_2021_10_13.tar.gz",
+}
+
+# The zoo tarballs are tens of MB; 4 GiB unpacked is far above any real one and stops a decompression bomb.
+MAX_EXTRACTED_BYTES = 4 * 1024**3
+
+_CHUNK = 1 << 20
+_STEP_PATTERN = re.compile(r"-(\d+)$")
+
+
+@dataclass(frozen=True)
+class ZooCheckpoint:
+    """A zoo checkpoint installed on disk.
+
+    Attributes:
+        variant: "s", "m" or "l", as verified from the checkpoint's variable names.
+        prefix: the checkpoint prefix to pass as ``--fine-tune-from`` (``.../model.ckpt-400000``).
+        sha256: hex sha256 of the tarball it came from.
+        directory: the folder it was extracted into.
+        files: the extracted files, relative to ``directory``.
+    """
+
+    variant: str
+    prefix: Path
+    sha256: str
+    directory: Path
+    files: tuple[str, ...]
+
+
+def check_variant(variant: str) -> str:
+    """Return ``variant`` lower-cased if it is one of s, m, l; else raise :class:`UsageError`."""
+    normalized = str(variant).strip().lower()
+    if normalized not in ZOO_URLS:
+        raise UsageError(f"unknown SpaghettiNet-EdgeTPU variant {variant!r}: choose s, m or l")
+    return normalized
+
+
+def sha256_of_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_complete_gzip(path: Path) -> None:
+    """Decompress the whole stream once: gzip checks the CRC and length at the end of each member."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(_CHUNK):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise DataError(
+            f"not a complete gzip file ({exc}); the download may have been cut short", path
+        ) from exc
+
+
+def _member_problem(member: tarfile.TarInfo, out: Path) -> str | None:
+    """Why ``member`` may not be extracted into ``out``, or None if it is a plain file or folder inside it."""
+    name = member.name
+    if member.issym() or member.islnk():
+        return f"is a link (to {member.linkname!r}); links are not extracted"
+    if not (member.isfile() or member.isdir()):
+        return "is a device, FIFO or other special file"
+    if not name or "\x00" in name:
+        return "has an empty or invalid name"
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or re.match(r"^[A-Za-z]:", name):
+        return "has an absolute path"
+    if ".." in pure.parts:
+        return "contains '..'"
+    target = (out / pure).resolve()
+    root = out.resolve()
+    if target != root and root not in target.parents:
+        return "would land outside the output folder"
+    return None
+
+
+def _checked_members(tar: tarfile.TarFile, path: Path, staging: Path) -> list[tarfile.TarInfo]:
+    try:
+        members = tar.getmembers()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise DataError(f"not a readable tar archive ({exc})", path) from exc
+    if not members:
+        raise DataError("the tar archive is empty", path)
+    total = 0
+    for member in members:
+        problem = _member_problem(member, staging)
+        if problem is not None:
+            raise DataError(f"refusing the archive: member {member.name!r} {problem}", path)
+        total += max(member.size, 0)
+    if total > MAX_EXTRACTED_BYTES:
+        raise DataError(
+            f"refusing the archive: it unpacks to {total} bytes (limit {MAX_EXTRACTED_BYTES})", path
+        )
+    return members
+
+
+def find_checkpoint_prefix(directory: str | Path) -> Path:
+    """Find the TF1 checkpoint prefix in an extracted zoo folder.
+
+    A prefix is an ``X.index`` file with at least one ``X.data-*`` beside it; with several, the one with the highest
+    ``-<step>`` suffix wins (the zoo ships ``model.ckpt-400000``), then the shortest path.
+
+    Args:
+        directory: the folder to search (recursively).
+
+    Returns:
+        The prefix path (without ``.index``).
+
+    Example:
+        >>> find_checkpoint_prefix("zoo/spaghettinet_edgetpu_s_2021_10_13")  # doctest: +SKIP
+        PosixPath('zoo/spaghettinet_edgetpu_s_2021_10_13/model.ckpt-400000')
+    """
+    directory = Path(directory)
+    candidates = []
+    for index_file in sorted(directory.rglob("*.index")):
+        prefix = index_file.with_suffix("")
+        if any(prefix.parent.glob(glob_escape(prefix.name) + ".data-*")):
+            match = _STEP_PATTERN.search(prefix.name)
+            step = int(match.group(1)) if match else -1
+            candidates.append((-step, len(prefix.parts), str(prefix), prefix))
+    if not candidates:
+        raise DataError(
+            "no TF1 checkpoint (a .index file with its .data-* files) found in the archive", directory
+        )
+    return min(candidates)[3]
+
+
+def glob_escape(text: str) -> str:
+    """Escape glob metacharacters so ``text`` matches itself literally."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _verify_variant(prefix: Path, variant: str, tarball: Path) -> str:
+    from spaghettinet.model.tf1_checkpoint import inspect_checkpoint  # needs TensorFlow: only imported here
+
+    found = getattr(inspect_checkpoint(str(prefix)), "variant", None)
+    found_name = None if found is None else str(found).lower().removeprefix("spaghettinet_edgetpu_")
+    if found_name != variant:
+        looks_like = "no SpaghettiNet-EdgeTPU variant" if found_name is None else f"variant {found_name!r}"
+        raise DataError(
+            f"the checkpoint inside is {looks_like}, not the {variant!r} that was asked for "
+            f"(its prefix: {prefix.name})",
+            tarball,
+        )
+    return found_name
+
+
+def install_tarball(
+    path: str | Path,
+    variant: str,
+    out: str | Path,
+    expected_sha256: str | None = None,
+) -> ZooCheckpoint:
+    """Verify a zoo tarball and extract it safely into ``out``.
+
+    Nothing is written into ``out`` unless every check passes: complete gzip, readable tar, no member outside
+    ``out`` (absolute, ``..``, links, devices), a checkpoint inside, and that checkpoint is ``variant``.
+    Top-level entries of the archive replace same-named entries already in ``out``.
+
+    Args:
+        path: the ``.tar.gz`` file.
+        variant: "s", "m" or "l".
+        out: the folder to extract into (created if missing).
+        expected_sha256: if given, the tarball's sha256 must equal it (hex, case-insensitive).
+
+    Returns:
+        The installed :class:`ZooCheckpoint`; its ``prefix`` works as ``--fine-tune-from``.
+
+    Raises:
+        DataError: the tarball is incomplete, hostile, has no checkpoint or holds another variant.
+        UsageError: ``variant`` is not s, m or l.
+
+    Example:
+        >>> ckpt = install_tarball("spaghettinet_edgetpu_s_2021_10_13.tar.gz", "s", "zoo")  # doctest: +SKIP
+        >>> ckpt.prefix  # doctest: +SKIP
+        PosixPath('zoo/spaghettinet_edgetpu_s_2021_10_13/model.ckpt-400000')
+    """
+    variant = check_variant(variant)
+    path = Path(path)
+    out = Path(out)
+    if not path.is_file():
+        raise DataError("tarball not found", path)
+    digest = sha256_of_file(path)
+    if expected_sha256 is not None and digest.lower() != expected_sha256.strip().lower():
+        raise DataError(f"sha256 is {digest}, expected {expected_sha256.strip().lower()}", path)
+    _check_complete_gzip(path)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".zoo-staging-", dir=out))
+    try:
+        try:
+            with tarfile.open(path, mode="r:gz") as tar:
+                members = _checked_members(tar, path, staging)
+                for member in members:
+                    # Checked above; the "data" filter (Python ≥ 3.11.4) is a second line of defence.
+                    if hasattr(tarfile, "data_filter"):
+                        tar.extract(member, staging, filter="data")
+                    else:  # pragma: no cover - older 3.11 patch releases
+                        tar.extract(member, staging)
+        except DataError:
+            raise
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise DataError(f"could not extract the archive ({exc})", path) from exc
+        staged_prefix = find_checkpoint_prefix(staging)
+        verified = _verify_variant(staged_prefix, variant, path)
+        files = tuple(sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()))
+        for entry in sorted(staging.iterdir()):
+            destination = out / entry.name
+            if destination.is_dir() and not destination.is_symlink():
+                shutil.rmtree(destination)
+            elif destination.exists() or destination.is_symlink():
+                destination.unlink()
+            os.replace(entry, destination)
+        prefix = out / staged_prefix.relative_to(staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ZooCheckpoint(variant=verified, prefix=prefix, sha256=digest, directory=out, files=files)
+
+
+def download(
+    variant: str,
+    out: str | Path,
+    url: str | None = None,
+    expected_sha256: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    timeout_s: float = 60.0,
+) -> ZooCheckpoint:
+    """Download a zoo tarball (only when a user asks: this is the project's one network access) and install it.
+
+    The download streams to a temporary file in ``out``, which is removed afterwards whatever happens.
+
+    Args:
+        variant: "s", "m" or "l".
+        out: the folder to extract into.
+        url: another address for the tarball (http, https or file); default: the zoo's URL for ``variant``.
+        expected_sha256: if given, the tarball's sha256 must equal it.
+        progress: called as ``progress(bytes_so_far, total_or_None)`` while downloading.
+        timeout_s: socket timeout in seconds.
+
+    Returns:
+        The installed :class:`ZooCheckpoint`.
+
+    Example:
+        >>> download("s", "zoo").prefix  # doctest: +SKIP
+        PosixPath('zoo/spaghettinet_edgetpu_s_2021_10_13/model.ckpt-400000')
+    """
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    variant = check_variant(variant)
+    address = url or ZOO_URLS[variant]
+    scheme = urllib.parse.urlparse(address).scheme.lower()
+    if scheme not in ("http", "https", "file"):
+        raise UsageError(f"unsupported URL {address!r}: use http, https or file")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".zoo-download-", suffix=".tar.gz.part", dir=out)
+    try:
+        try:
+            with (
+                os.fdopen(handle, "wb") as sink,
+                urllib.request.urlopen(address, timeout=timeout_s) as response,
+            ):
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                received = 0
+                while chunk := response.read(_CHUNK):
+                    sink.write(chunk)
+                    received += len(chunk)
+                    if progress is not None:
+                        progress(received, total)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise DataError(f"could not download {address}: {getattr(exc, 'reason', exc)}") from exc
+        if total is not None and received != total:
+            raise DataError(f"download of {address} stopped after {received} of {total} bytes; try again")
+        return install_tarball(temporary, variant, out, expected_sha256=expected_sha256)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
