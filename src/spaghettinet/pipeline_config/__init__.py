@@ -2,9 +2,10 @@
 
 ``read_config(path)`` parses a file into a typed :class:`PipelineConfig`; ``write_config(cfg, path)`` writes one
 atomically; ``generate.config(...)`` builds one for a dataset. Relative paths inside a config resolve against the
-config file's folder.
+config file's folder (``cfg.resolve_path``), not against the current directory as in the TF OD API.
 """
 
+from .reader import describe_warnings, parse_config_text, read_config
 from .settings import (
     EvalSettings,
     InputReaderSettings,
@@ -13,6 +14,7 @@ from .settings import (
     QuantizationSettings,
     TrainSettings,
 )
+from .writer import format_config, write_config
 
 __all__ = [
     "EvalSettings",
@@ -21,4 +23,9 @@ __all__ = [
     "PipelineConfig",
     "QuantizationSettings",
     "TrainSettings",
+    "describe_warnings",
+    "format_config",
+    "parse_config_text",
+    "read_config",
+    "write_config",
 ]
