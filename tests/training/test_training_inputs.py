@@ -1,0 +1,155 @@
+"""The tf.data pipelines: shapes, targets, negatives, determinism and resume position, eval ground truth."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from spaghettinet.data.inputs import count_records, eval_dataset, record_files, train_dataset
+from spaghettinet.errors import DataError
+from spaghettinet.model.anchors import spaghettinet_anchors
+from spaghettinet.pipeline_config.settings import (
+    InputReaderSettings,
+    ModelSettings,
+    PipelineConfig,
+    TrainSettings,
+)
+from spaghettinet.tf_runtime import import_tensorflow
+from spaghettinet.training.augment import AugmentOptions
+
+tf = import_tensorflow()
+
+SIZE = 64
+
+
+def _example(index: int, with_object: bool) -> bytes:
+    height, width = 48 + 4 * index, 64
+    image = np.full((height, width, 3), 90, np.uint8)
+    boxes, classes = [], []
+    if with_object:
+        y0, x0, y1, x1 = 8, 10 + index, 40, 50
+        image[y0:y1, x0:x1] = (220, 30, 30)
+        boxes.append([y0 / height, x0 / width, y1 / height, x1 / width])
+        classes.append(1 + index % 2)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+    feature = {
+        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
+        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"jpeg"])),
+        "image/filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"img{index}.jpg".encode()])),
+        "image/source_id": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[f"img{index}.jpg".encode()])
+        ),
+        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[height])),
+        "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[width])),
+        "image/object/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=classes)),
+    }
+    for axis, name in enumerate(("ymin", "xmin", "ymax", "xmax")):
+        values = [box[axis] for box in boxes]
+        feature[f"image/object/bbox/{name}"] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("records")
+    path = folder / "train.record"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for index in range(6):
+            writer.write(_example(index, with_object=index != 5))  # the last image is a negative
+    (folder / "label_map.pbtxt").write_text('item { id: 1 name: "a" }\nitem { id: 2 name: "b" }\n')
+    return path
+
+
+def _config(records: Path) -> PipelineConfig:
+    reader = InputReaderSettings(label_map_path="label_map.pbtxt", input_paths=[records.name])
+    return PipelineConfig(
+        model=ModelSettings(num_classes=2, variant="s", input_size=(SIZE, SIZE)),
+        train=TrainSettings(batch_size=2, num_steps=10, max_number_of_boxes=4),
+        train_input=reader,
+        eval_input=InputReaderSettings(
+            label_map_path="label_map.pbtxt", input_paths=[records.name], shuffle=False
+        ),
+        path=records.parent / "pipeline.config",
+    )
+
+
+@pytest.fixture(scope="module")
+def anchors():
+    return spaghettinet_anchors((SIZE, SIZE))
+
+
+def test_train_batches_have_static_shapes_scaled_pixels_and_targets(records, anchors):
+    cfg = _config(records)
+    batch = next(iter(train_dataset(cfg, anchors, batch_size=3)))
+    num_anchors = anchors.shape[0]
+    assert batch["images"].shape == (3, SIZE, SIZE, 3)
+    assert batch["cls_targets"].shape == (3, num_anchors, 3)
+    assert batch["box_targets"].shape == (3, num_anchors, 4)
+    assert batch["matched"].shape == (3, num_anchors)
+    assert batch["gt_boxes"].shape == (3, 4, 4) and batch["gt_classes"].shape == (3, 4)
+    images = batch["images"].numpy()
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    # Every image with an object has matched anchors whose one-hot column is the object's class.
+    for i in range(3):
+        n = int(batch["num_boxes"][i])
+        matched = batch["matched"][i].numpy() > 0
+        assert matched.any() == (n > 0)
+        if n:
+            label = int(batch["gt_classes"][i][0])
+            assert np.all(batch["cls_targets"][i].numpy()[matched].argmax(-1) == label)
+
+
+def test_negative_image_trains_with_all_anchors_background(records, anchors):
+    cfg = _config(records)
+    no_augment = AugmentOptions(horizontal_flip=False, ssd_random_crop=False)
+    seen_negative = False
+    for batch in train_dataset(cfg, anchors, batch_size=6, options=no_augment).take(1):
+        for i in range(6):
+            if int(batch["num_boxes"][i]) == 0:
+                seen_negative = True
+                assert float(batch["matched"][i].numpy().sum()) == 0.0
+                assert float(batch["cls_targets"][i].numpy().sum()) == 0.0
+    assert seen_negative
+
+
+def test_same_seed_same_stream_and_start_example_continues_it(records, anchors):
+    cfg = _config(records)
+    stream = [b["images"].numpy() for b in train_dataset(cfg, anchors, batch_size=2, seed=7).take(5)]
+    again = [b["images"].numpy() for b in train_dataset(cfg, anchors, batch_size=2, seed=7).take(5)]
+    for a, b in zip(stream, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Resuming after 3 batches (6 examples, one full epoch) gives batches 4 and 5 exactly.
+    resumed = [
+        b["images"].numpy()
+        for b in train_dataset(cfg, anchors, batch_size=2, seed=7, start_example=6).take(2)
+    ]
+    np.testing.assert_array_equal(resumed[0], stream[3])
+    np.testing.assert_array_equal(resumed[1], stream[4])
+    other = next(iter(train_dataset(cfg, anchors, batch_size=2, seed=8)))["images"].numpy()
+    assert not np.array_equal(other, stream[0])
+
+
+def test_eval_dataset_keeps_ground_truth_and_original_size(records):
+    cfg = _config(records)
+    batches = list(eval_dataset(cfg, batch_size=4))
+    assert [int(b["images"].shape[0]) for b in batches] == [4, 2]
+    first = batches[0]
+    assert first["filename"][0].numpy() == b"img0.jpg"
+    assert int(first["height"][0]) == 48 and int(first["width"][0]) == 64
+    np.testing.assert_allclose(
+        first["gt_boxes"][0][0].numpy(), [8 / 48, 10 / 64, 40 / 48, 50 / 64], atol=1e-6
+    )
+    assert int(batches[1]["num_boxes"][1]) == 0
+    assert count_records(record_files(cfg, "eval")) == 6
+
+
+def test_missing_records_name_the_pattern(records):
+    cfg = _config(records)
+    cfg.train_input.input_paths = ["nowhere-*.record"]
+    with pytest.raises(DataError, match="nowhere"):
+        record_files(cfg, "train")
