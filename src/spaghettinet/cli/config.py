@@ -1,9 +1,76 @@
-"""CLI commands of the configuration stage."""
+"""CLI commands of the configuration stage: ``spaghettinet config`` writes a pipeline.config for a data set."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from .console import console, err_console
+
+
+def _print_anchor_coverage(cfg) -> None:
+    """Per-class share of training boxes some anchor matches at IoU >= the matcher threshold (issue 4 item 6)."""
+    from spaghettinet.pipeline_config.coverage import POOR_COVERAGE, class_anchor_coverage
+
+    report = class_anchor_coverage(cfg)
+    if report is None:
+        err_console.print("[yellow]anchor coverage: not available in this build[/]")
+        return
+    height, width = cfg.model.input_size
+    console.print(
+        f"Anchor coverage at {height}x{width} (boxes with an anchor at IoU >= {cfg.model.matched_threshold}):"
+    )
+    for row in report.rows:
+        flag = "  [yellow]poorly covered[/]" if row.coverage < POOR_COVERAGE else ""
+        console.print(f"  {row.name:<24} {row.coverage:6.1%} of {row.num_boxes} boxes{flag}")
+    if report.suggestion:
+        err_console.print(f"[yellow]warning:[/] {report.suggestion}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the root app."""
+
+    @app.command("config")
+    def config_command(
+        variant: str = typer.Option(..., "--variant", help="SpaghettiNet variant: s, m or l."),
+        label_map: Path = typer.Option(..., "--label-map", help="Label map (.pbtxt) of the data set."),
+        train: str = typer.Option(..., "--train", help="Training TFRecords: file, glob or shard base name."),
+        test: str = typer.Option(..., "--test", help="Test TFRecords: file, glob or shard base name."),
+        out: Path = typer.Option(..., "--out", help="The pipeline.config to write."),
+        steps: int | None = typer.Option(
+            None, "--steps", help="Training steps (default: 50 epochs, at least 1000)."
+        ),
+        batch_size: int | None = typer.Option(
+            None, "--batch-size", help="Batch size (default: 8 on CPU, 16 on GPU)."
+        ),
+        input_size: int = typer.Option(320, "--input-size", help="Side of the square model input in pixels."),
+        no_quantize: bool = typer.Option(False, "--no-quantize", help="No quantization-aware training."),
+        fine_tune_checkpoint: str | None = typer.Option(
+            None, "--fine-tune-checkpoint", help="Checkpoint prefix to start from (TF1 zoo or ours)."
+        ),
+    ) -> None:
+        """Write a complete pipeline.config sized for the data set, and report anchor coverage per class."""
+        from spaghettinet.pipeline_config.generate import config_with_plan
+
+        cfg, plan = config_with_plan(
+            variant=variant,
+            label_map=label_map,
+            train=train,
+            test=test,
+            out=out,
+            steps=steps,
+            batch_size=batch_size,
+            input_size=input_size,
+            quantize=not no_quantize,
+            fine_tune_checkpoint=fine_tune_checkpoint,
+        )
+        console.print(
+            f"Wrote {out}: SpaghettiNet-{cfg.model.variant.upper()}, {cfg.model.num_classes} classes, "
+            f"{input_size}x{input_size}, {plan.num_train_examples} training / {plan.num_test_examples} test images."
+        )
+        for reason in plan.reasons:
+            console.print(f"  - {reason}", highlight=False)
+        if no_quantize:
+            console.print("  - no quantization-aware training (export will use post-training quantization)")
+        _print_anchor_coverage(cfg)
