@@ -1,0 +1,201 @@
+"""Split a VOC folder into ``train/`` and ``test/``: deterministic, class-stratified, nothing edited by hand.
+
+The seed's split_data.py draws ``randint`` per file, so a rare class can land entirely in one split and the split
+changes on every run. Here the split depends only on the stems, the classes and the seed, and every class with at
+least two images appears in both splits (as long as the images allow it: an image goes wholly to one side).
+
+Algorithm (a small form of iterative stratification): images are shuffled with the seed, then visited from the
+rarest class up; an image goes to test while each of its classes still has fewer test images than its share
+(``round(test_fraction * count)``, at least 1) and no class would lose its last training image. Test is then
+topped up to ``round(test_fraction * images)`` from the rest (negatives first, since they have no share to
+exceed), letting the classes overshoot their shares by as little as possible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from spaghettinet.data.problems import Problem
+from spaghettinet.data.validate import CheckedPair, validate
+from spaghettinet.errors import UsageError
+from spaghettinet.io_utils import atomic_path, write_text_atomic
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What :func:`split` wrote.
+
+    Args:
+        out: the output folder (``train/``, ``test/`` and ``split.json`` inside).
+        train, test: stems in each split, sorted.
+        excluded: the problems of severity error; their files are in neither split.
+        problems: every problem validation found (warnings and info included).
+        class_counts: ``{"train": {class: images}, "test": {...}}`` (images containing the class).
+    """
+
+    out: Path
+    train: list[str]
+    test: list[str]
+    excluded: list[Problem]
+    problems: list[Problem]
+    class_counts: dict[str, dict[str, int]]
+
+
+def assign_split(
+    classes_by_stem: dict[str, set[str]], test_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """Choose test images, stratified by class (see the module docstring).
+
+    Args:
+        classes_by_stem: each image's set of class names (empty for negatives).
+        test_fraction: share of images for test, in [0, 1).
+        seed: shuffling seed; same input and seed give the same split.
+
+    Returns:
+        ``(train_stems, test_stems)``, each sorted.
+
+    Example:
+        >>> assign_split({"a": {"cat"}, "b": {"cat"}, "c": {"dog"}, "d": {"dog"}}, 0.5)
+        (['b', 'd'], ['a', 'c'])
+    """
+    if not 0 <= test_fraction < 1:
+        raise UsageError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    stems = sorted(classes_by_stem)
+    random.Random(seed).shuffle(stems)
+    images_per_class = Counter(name for stem in stems for name in classes_by_stem[stem])
+    target = {
+        name: (max(1, round(test_fraction * count)) if count >= 2 and test_fraction > 0 else 0)
+        for name, count in images_per_class.items()
+    }
+    test_quota = round(test_fraction * len(stems))
+    in_test: set[str] = set()
+    test_per_class: Counter[str] = Counter()
+
+    def can_move(stem: str) -> bool:
+        # Never take the last training image of a class.
+        return all(test_per_class[name] + 1 < images_per_class[name] for name in classes_by_stem[stem])
+
+    def move(stem: str) -> None:
+        in_test.add(stem)
+        test_per_class.update(classes_by_stem[stem])
+
+    def rarity(stem: str) -> int:
+        return min((images_per_class[name] for name in classes_by_stem[stem]), default=len(stems) + 1)
+
+    for stem in sorted(stems, key=rarity):  # stable: ties keep the shuffled order
+        names = classes_by_stem[stem]
+        if names and all(test_per_class[name] < target[name] for name in names) and can_move(stem):
+            move(stem)
+    # Top up to the image quota, letting each class overshoot its share by as little as possible.
+    for slack in range(0, len(stems) + 1):
+        for stem in stems:
+            if len(in_test) >= test_quota:
+                break
+            if stem in in_test or not can_move(stem):
+                continue
+            if all(test_per_class[name] < target[name] + slack for name in classes_by_stem[stem]):
+                move(stem)
+        if len(in_test) >= test_quota:
+            break
+    train = sorted(s for s in stems if s not in in_test)
+    return train, sorted(in_test)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not supported: copy instead
+        shutil.copy2(source, target)
+
+
+def _check_out_dir(data_dir: Path, out: Path, annotations: Path | None) -> None:
+    data_resolved = data_dir.resolve()
+    out_resolved = out.resolve()
+    for folder in [data_resolved] + ([annotations.resolve()] if annotations else []):
+        if out_resolved == folder or folder in out_resolved.parents:
+            raise UsageError(
+                f"--out {out} lies inside the dataset folder {folder}; a later scan would find every image twice. "
+                "Choose a folder outside it (the seed uses images/ beside all_images_here/)."
+            )
+        for name in ("train", "test"):
+            if (out_resolved / name) in [folder, *folder.parents]:
+                raise UsageError(f"--out {out} would replace {out / name}, which holds the dataset itself")
+
+
+def split(
+    data_dir: str | Path,
+    out: str | Path,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    annotations: str | Path | None = None,
+) -> SplitResult:
+    """Validate a VOC folder and split its valid pairs into ``out/train`` and ``out/test``.
+
+    Images keep their name and go with their xml (hard links where possible, else copies). Pairs with errors are
+    left out and listed in the result and in ``out/split.json``. Each of ``train/``, ``test/`` and ``split.json``
+    is replaced atomically.
+
+    Args:
+        data_dir: the VOC folder.
+        out: the output folder (the seed's ``images/``).
+        test_fraction: share of images for test.
+        seed: split seed.
+        annotations: a separate annotation folder, if any.
+
+    Returns:
+        A :class:`SplitResult`.
+
+    Raises:
+        UsageError: bad fraction, ``out`` inside the dataset, or no valid image at all.
+
+    Example:
+        >>> result = split("all_images_here", "images", test_fraction=0.2, seed=0)
+        >>> len(result.train), len(result.test)
+        (119, 30)
+    """
+    data_dir, out = Path(data_dir), Path(out)
+    annotations_dir = None if annotations is None else Path(annotations)
+    if not 0 <= test_fraction < 1:
+        raise UsageError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    if data_dir.is_dir():
+        _check_out_dir(data_dir, out, annotations_dir)
+    report = validate(data_dir, annotations_dir)
+    if not report.pairs:
+        raise UsageError(
+            f"no valid image/xml pair to split ({len(report.errors)} error(s); run `spaghettinet validate`)",
+            data_dir,
+        )
+    pairs: dict[str, CheckedPair] = {pair.stem: pair for pair in report.pairs}
+    classes_by_stem = {stem: {obj.name for obj in pair.annotation.objects} for stem, pair in pairs.items()}
+    train, test = assign_split(classes_by_stem, test_fraction, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, stems in (("train", train), ("test", test)):
+        with atomic_path(out / name) as folder:
+            folder.mkdir()
+            for stem in stems:
+                pair = pairs[stem]
+                _link_or_copy(pair.image_path, folder / pair.image_path.name)
+                _link_or_copy(pair.xml_path, folder / f"{stem}.xml")
+    class_counts = {
+        name: dict(sorted(Counter(c for stem in stems for c in classes_by_stem[stem]).items()))
+        for name, stems in (("train", train), ("test", test))
+    }
+    excluded = report.errors
+    summary = {
+        "data_dir": str(data_dir),
+        "annotations_dir": None if annotations_dir is None else str(annotations_dir),
+        "test_fraction": test_fraction,
+        "seed": seed,
+        "train": train,
+        "test": test,
+        "images_per_class": class_counts,
+        "excluded": [p.to_dict() for p in excluded],
+    }
+    write_text_atomic(out / "split.json", json.dumps(summary, indent=2) + "\n")
+    return SplitResult(out, train, test, excluded, report.problems, class_counts)

@@ -1,0 +1,389 @@
+"""Check a VOC folder before anything is trained on it, and report every problem at once.
+
+Checks (each problem is named with its file, see :mod:`spaghettinet.data.problems` for severities):
+
+========================  ========  ===========================================================================
+kind                      severity  what
+========================  ========  ===========================================================================
+image-without-xml         error     an image whose stem has no ``.xml``
+xml-without-image         error     an ``.xml`` whose stem has no image
+duplicate-stem            error     two images (or two xml files) share a stem, so pairing is ambiguous
+unparseable-xml           error     not well-formed xml, empty file, or a root other than ``<annotation>``
+unsafe-xml                error     DOCTYPE with entities (billion laughs) or external references (XXE): refused
+empty-class-name          error     an object with an empty ``<name>``
+bad-coordinate            error     a missing, non-numeric or NaN box coordinate
+bad-size                  error     a non-numeric ``<size>``
+image-does-not-decode     error     0-byte, truncated, or not an image
+size-mismatch             error     ``<size>`` differs from the decoded image (after EXIF orientation)
+box-outside-image         error     a box more than 1 % of the image size outside it
+empty-box                 error     zero or negative width or height
+box-clipped               warning   a box at most 1 % outside the image: clipped to it
+missing-size              warning   no ``<size>`` in the xml: the decoded size is used
+converted-image           warning   PNG, greyscale, RGBA, CMYK, 16-bit, misnamed or EXIF-rotated: converted later
+no-objects                info      an image without objects: kept as a negative example
+small-object              info      with ``input_size``: an object under 6 px at the model's input size
+========================  ========  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from spaghettinet.data.images import ImageInfo, inspect_image
+from spaghettinet.data.problems import ERROR, INFO, WARNING, Problem, ProblemError
+from spaghettinet.data.voc import ImageXmlPair, VocAnnotation, find_pairs, parse_voc_xml
+
+CLIP_TOLERANCE = 0.01
+"""Boxes at most this fraction of the image size outside it are clipped (labelling tools overshoot by a pixel)."""
+
+SMALL_OBJECT_PIXELS = 6
+"""An object narrower than this at the model input is hard for any SSD anchor to match (reported as info)."""
+
+
+@dataclass(frozen=True)
+class CheckedPair:
+    """An image/xml pair that passed every error check.
+
+    Args:
+        stem: the shared file stem.
+        image_path, xml_path: the files.
+        annotation: the parsed xml, with boxes clipped to the image and the size of the decoded image.
+        image: what the image file really is.
+    """
+
+    stem: str
+    image_path: Path
+    xml_path: Path
+    annotation: VocAnnotation
+    image: ImageInfo
+
+
+@dataclass
+class PairCheck:
+    """Result of :func:`check_pair`: the usable pair (None when an error was found) and the problems."""
+
+    pair: CheckedPair | None
+    problems: list[Problem]
+
+
+def check_objects(
+    annotation: VocAnnotation, image: ImageInfo, source: Path, input_size: tuple[int, int] | None = None
+) -> tuple[VocAnnotation, list[Problem]]:
+    """Check an annotation against its decoded image; return it with clipped boxes, and the problems.
+
+    Args:
+        annotation: the parsed xml (or CSV rows).
+        image: the image as decoded.
+        source: the file to name in problems (the xml or the CSV).
+        input_size: ``(height, width)`` of the model input, to report objects too small at that size.
+
+    Returns:
+        ``(annotation, problems)``: the annotation has the image's size and boxes clipped to it.
+    """
+    problems: list[Problem] = []
+    width, height = image.width, image.height
+    if annotation.width == 0 or annotation.height == 0:
+        problems.append(
+            Problem(
+                source, "missing-size", WARNING, f"no <size> in the xml; using the image's {width}x{height}"
+            )
+        )
+    elif (annotation.width, annotation.height) != (width, height):
+        hint = ""
+        if (annotation.width, annotation.height) == image.raw_size:
+            hint = (
+                f"; it matches the image before its EXIF orientation {image.orientation}: the boxes were drawn on "
+                "the unrotated image. Re-label it in a tool that applies EXIF orientation, or strip the tag"
+            )
+        problems.append(
+            Problem(
+                source,
+                "size-mismatch",
+                ERROR,
+                f"<size> says {annotation.width}x{annotation.height} but {image.path.name} decodes to "
+                f"{width}x{height} (after EXIF orientation){hint}",
+            )
+        )
+        return annotation, problems
+    kept = []
+    for index, obj in enumerate(annotation.objects, start=1):
+        what = f"object {index} ({obj.name!r}) box [xmin={obj.xmin:g}, ymin={obj.ymin:g}, xmax={obj.xmax:g}, ymax={obj.ymax:g}]"
+        if obj.xmax <= obj.xmin or obj.ymax <= obj.ymin:
+            problems.append(Problem(source, "empty-box", ERROR, f"{what} has zero or negative area"))
+            continue
+        slack_x, slack_y = CLIP_TOLERANCE * width, CLIP_TOLERANCE * height
+        if (
+            obj.xmin < -slack_x
+            or obj.ymin < -slack_y
+            or obj.xmax > width + slack_x
+            or obj.ymax > height + slack_y
+        ):
+            problems.append(
+                Problem(source, "box-outside-image", ERROR, f"{what} lies outside the {width}x{height} image")
+            )
+            continue
+        clipped = replace(
+            obj,
+            xmin=min(max(obj.xmin, 0.0), width),
+            ymin=min(max(obj.ymin, 0.0), height),
+            xmax=min(max(obj.xmax, 0.0), width),
+            ymax=min(max(obj.ymax, 0.0), height),
+        )
+        if clipped != obj:
+            if clipped.xmax <= clipped.xmin or clipped.ymax <= clipped.ymin:
+                problems.append(Problem(source, "empty-box", ERROR, f"{what} has no area inside the image"))
+                continue
+            problems.append(
+                Problem(
+                    source, "box-clipped", WARNING, f"{what} overshoots the {width}x{height} image; clipped"
+                )
+            )
+        if input_size is not None:
+            scaled_w = (clipped.xmax - clipped.xmin) * input_size[1] / width
+            scaled_h = (clipped.ymax - clipped.ymin) * input_size[0] / height
+            if min(scaled_w, scaled_h) < SMALL_OBJECT_PIXELS:
+                problems.append(
+                    Problem(
+                        source,
+                        "small-object",
+                        INFO,
+                        f"{what} is {scaled_w:.1f}x{scaled_h:.1f} px at input size "
+                        f"{input_size[0]}x{input_size[1]}; hard to detect",
+                    )
+                )
+        kept.append(clipped)
+    if any(p.severity == ERROR for p in problems):
+        return annotation, problems
+    if not annotation.objects:
+        problems.append(
+            Problem(source, "no-objects", INFO, "no objects: kept as a negative (background) image")
+        )
+    return replace(annotation, width=width, height=height, objects=tuple(kept)), problems
+
+
+def image_problems(image: ImageInfo) -> list[Problem]:
+    """Warnings for images that are accepted but converted (PNG, greyscale, RGBA, CMYK, 16-bit, rotated)."""
+    notes = image.conversion_notes()
+    if not notes:
+        return []
+    message = "; ".join(notes) + " (accepted: converted once to RGB JPEG when TFRecords are written)"
+    return [Problem(image.path, "converted-image", WARNING, message)]
+
+
+def check_pair(
+    pair: ImageXmlPair, full_decode: bool = True, input_size: tuple[int, int] | None = None
+) -> PairCheck:
+    """Run every per-file check on one image/xml pair.
+
+    Args:
+        pair: the files.
+        full_decode: decode all pixels of the image (``validate``) or only check headers and JPEG end markers
+            (the faster check used when writing TFRecords).
+        input_size: optional ``(height, width)`` of the model input, for the small-object note.
+
+    Returns:
+        A :class:`PairCheck`; ``pair`` is None when any error was found.
+    """
+    problems: list[Problem] = []
+    annotation = image = None
+    try:
+        annotation = parse_voc_xml(pair.xml_path)
+    except ProblemError as exc:
+        problems.append(exc.to_problem())
+    try:
+        image = inspect_image(pair.image_path, full_decode=full_decode)
+        problems += image_problems(image)
+    except ProblemError as exc:
+        problems.append(exc.to_problem())
+    if annotation is None or image is None:
+        return PairCheck(None, problems)
+    annotation, object_problems = check_objects(annotation, image, pair.xml_path, input_size)
+    problems += object_problems
+    if any(p.severity == ERROR for p in problems):
+        return PairCheck(None, problems)
+    return PairCheck(CheckedPair(pair.stem, pair.image_path, pair.xml_path, annotation, image), problems)
+
+
+def check_pairs(
+    pairs: list[ImageXmlPair],
+    full_decode: bool = True,
+    input_size: tuple[int, int] | None = None,
+    workers: int | None = None,
+) -> tuple[list[CheckedPair], list[Problem]]:
+    """:func:`check_pair` on many pairs in threads (decoding releases the GIL); results keep the input order."""
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers <= 1 or len(pairs) < 16:
+        results = [check_pair(p, full_decode, input_size) for p in pairs]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(lambda p: check_pair(p, full_decode, input_size), pairs))
+    checked = [r.pair for r in results if r.pair is not None]
+    problems = [problem for r in results for problem in r.problems]
+    return checked, problems
+
+
+@dataclass
+class ValidationReport:
+    """Everything :func:`validate` found.
+
+    Args:
+        data_dir: the folder checked.
+        annotations_dir: the separate annotation folder, if any.
+        pairs: the pairs without errors (what ``split`` and ``tfrecord`` will use), sorted by stem.
+        problems: every problem, errors first.
+        images_found: number of image files seen.
+        class_counts: objects per class over ``pairs``, sorted by class name.
+    """
+
+    data_dir: Path
+    annotations_dir: Path | None
+    pairs: list[CheckedPair]
+    problems: list[Problem]
+    images_found: int
+    class_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        """Problems of severity ``error``."""
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Problems of severity ``warning``."""
+        return [p for p in self.problems if p.severity == WARNING]
+
+    @property
+    def ok(self) -> bool:
+        """True when there are no errors (warnings and info allowed)."""
+        return not self.errors
+
+    @property
+    def num_objects(self) -> int:
+        """Objects in the valid pairs."""
+        return sum(self.class_counts.values())
+
+    @property
+    def negative_images(self) -> int:
+        """Valid images without objects."""
+        return sum(1 for p in self.pairs if not p.annotation.objects)
+
+    def problems_by_kind(self) -> dict[tuple[str, str], int]:
+        """(severity, kind) -> count, errors first."""
+        order = {ERROR: 0, WARNING: 1, INFO: 2}
+        counts = Counter((p.severity, p.kind) for p in self.problems)
+        return dict(sorted(counts.items(), key=lambda item: (order[item[0][0]], item[0][1])))
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary: counts, per-class objects, problems, and the valid pairs."""
+        return {
+            "data_dir": str(self.data_dir),
+            "annotations_dir": None if self.annotations_dir is None else str(self.annotations_dir),
+            "ok": self.ok,
+            "images_found": self.images_found,
+            "valid_images": len(self.pairs),
+            "negative_images": self.negative_images,
+            "objects": self.num_objects,
+            "class_counts": dict(self.class_counts),
+            "counts": {
+                "error": len(self.errors),
+                "warning": len(self.warnings),
+                "info": sum(1 for p in self.problems if p.severity == INFO),
+            },
+            "problems": [p.to_dict() for p in self.problems],
+            "pairs": [{"image": str(p.image_path), "xml": str(p.xml_path)} for p in self.pairs],
+        }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as an indented JSON string."""
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _pairing_problems(scan) -> list[Problem]:
+    problems = [
+        Problem(path, "image-without-xml", ERROR, f"no annotation file {path.stem}.xml found for this image")
+        for path in scan.images_without_xml
+    ]
+    problems += [
+        Problem(
+            path, "xml-without-image", ERROR, f"no image {path.stem}.jpg/.jpeg/.png found for this annotation"
+        )
+        for path in scan.xml_without_image
+    ]
+    for stem, paths in scan.duplicate_stems.items():
+        others = ", ".join(str(p) for p in paths)
+        for path in paths:
+            problems.append(
+                Problem(
+                    path,
+                    "duplicate-stem",
+                    ERROR,
+                    f"the stem {stem!r} is shared by {others}; files are paired by stem, so rename one of them",
+                )
+            )
+    return problems
+
+
+def validate(
+    data_dir: str | Path,
+    annotations: str | Path | None = None,
+    input_size: int | tuple[int, int] | None = None,
+    workers: int | None = None,
+) -> ValidationReport:
+    """Check a folder of images and Pascal VOC xml files; report every problem instead of stopping.
+
+    Args:
+        data_dir: the folder (subfolders are searched; ``.jpg .jpeg .png`` in any case).
+        annotations: a separate folder of xml files (``Annotations/``), if they are not beside the images.
+        input_size: the model's input size (``N`` or ``(height, width)``); adds a note for objects that would be
+            under 6 px there.
+        workers: threads decoding images (default: up to 8, one per core).
+
+    Returns:
+        A :class:`ValidationReport`; ``report.ok`` is False when any error was found.
+
+    Raises:
+        UsageError: ``data_dir`` or ``annotations`` is not a folder.
+
+    Example:
+        >>> report = validate("all_images_here")
+        >>> report.ok, report.class_counts
+        (True, {'Arduino_Nano': 43, 'ESP8266': 47})
+    """
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    scan = find_pairs(data_dir, annotations)
+    checked, pair_problems = check_pairs(scan.pairs, full_decode=True, input_size=input_size, workers=workers)
+    problems = _pairing_problems(scan) + pair_problems
+    order = {ERROR: 0, WARNING: 1, INFO: 2}
+    problems.sort(key=lambda p: (order[p.severity], str(p.file)))
+    counts = Counter(obj.name for pair in checked for obj in pair.annotation.objects)
+    images_found = (
+        len(scan.pairs)
+        + len(scan.images_without_xml)
+        + sum(1 for paths in scan.duplicate_stems.values() for p in paths if p.suffix.lower() != ".xml")
+    )
+    return ValidationReport(
+        data_dir=Path(data_dir),
+        annotations_dir=None if annotations is None else Path(annotations),
+        pairs=checked,
+        problems=problems,
+        images_found=images_found,
+        class_counts=dict(sorted(counts.items())),
+    )
+
+
+__all__ = [
+    "CheckedPair",
+    "PairCheck",
+    "ValidationReport",
+    "check_objects",
+    "check_pair",
+    "check_pairs",
+    "image_problems",
+    "validate",
+]

@@ -1,0 +1,327 @@
+"""Pascal VOC annotations: find image/xml pairs in a folder and parse the xml into dataclasses.
+
+Files are paired by stem (``IMG_1.jpg`` with ``IMG_1.xml``), searching subfolders, never by the xml's
+``<filename>`` or ``<path>``: those fields are written by the labelling tool on another machine and may point
+anywhere, so they are never opened. Every xml is read with defusedxml, which refuses DTDs with entities (billion
+laughs) and external references (XXE).
+
+Boxes here are in pixels, as written in the xml (``xmin, ymin, xmax, ymax``); the TFRecord stage normalizes them.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import defusedxml
+import defusedxml.ElementTree as SafeElementTree
+
+from spaghettinet.data.problems import ProblemError
+from spaghettinet.errors import UsageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+"""Image file extensions looked for (compared case-insensitively)."""
+
+
+@dataclass(frozen=True)
+class VocObject:
+    """One labelled object of a VOC annotation.
+
+    Args:
+        name: class name (``<name>``), stripped of surrounding blanks.
+        xmin, ymin, xmax, ymax: box corners in pixels, as floats.
+        difficult: VOC's ``<difficult>`` flag.
+        truncated: VOC's ``<truncated>`` flag.
+    """
+
+    name: str
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    difficult: bool = False
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class VocAnnotation:
+    """A parsed VOC xml file.
+
+    Args:
+        xml_path: the file it was read from.
+        filename: the ``<filename>`` field (informational only; pairing is by stem).
+        width, height: ``<size>`` in pixels (0 when the xml has no size).
+        depth: ``<size><depth>`` (0 when absent).
+        objects: the labelled objects, in file order.
+    """
+
+    xml_path: Path
+    filename: str
+    width: int
+    height: int
+    depth: int
+    objects: tuple[VocObject, ...]
+
+
+@dataclass(frozen=True)
+class ImageXmlPair:
+    """An image and its annotation file, matched by stem."""
+
+    stem: str
+    image_path: Path
+    xml_path: Path
+
+
+@dataclass
+class PairScan:
+    """Result of :func:`find_pairs`: the matched pairs and the files that could not be matched.
+
+    Args:
+        pairs: matched pairs, sorted by stem.
+        images_without_xml: images whose stem has no xml.
+        xml_without_image: xml files whose stem has no image.
+        duplicate_stems: stem -> all files sharing it (two images ``a/x.jpg`` and ``b/x.png``, or two xml files);
+            such stems are ambiguous and are left out of ``pairs``.
+    """
+
+    pairs: list[ImageXmlPair] = field(default_factory=list)
+    images_without_xml: list[Path] = field(default_factory=list)
+    xml_without_image: list[Path] = field(default_factory=list)
+    duplicate_stems: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def _files_by_stem(folder: Path, extensions: tuple[str, ...]) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.rglob("*")):
+        # Hidden files (".IMG_1.jpg.tmp", macOS "._IMG_1.jpg") are never data.
+        if path.suffix.lower() not in extensions or path.name.startswith("."):
+            continue
+        if not path.is_file():
+            continue
+        found.setdefault(path.stem, []).append(path)
+    return found
+
+
+def find_pairs(data_dir: str | Path, annotations: str | Path | None = None) -> PairScan:
+    """Pair images and VOC xml files by stem, searching subfolders.
+
+    Args:
+        data_dir: folder with the images (and the xml files, in the labelImg layout).
+        annotations: separate folder with the xml files (VOC's ``Annotations/``); ``None`` when they lie beside
+            the images.
+
+    Returns:
+        A :class:`PairScan`.
+
+    Raises:
+        UsageError: when a folder does not exist.
+
+    Example:
+        >>> scan = find_pairs("all_images_here")
+        >>> [p.stem for p in scan.pairs][:2]
+        ['IMG_1', 'IMG_2']
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UsageError("is not a folder (expected a folder of images and VOC .xml files)", data_dir)
+    xml_dir = data_dir if annotations is None else Path(annotations)
+    if not xml_dir.is_dir():
+        raise UsageError("annotation folder does not exist", xml_dir)
+    images = _files_by_stem(data_dir, IMAGE_EXTENSIONS)
+    xmls = _files_by_stem(xml_dir, (".xml",))
+    scan = PairScan()
+    for stem in sorted(set(images) | set(xmls)):
+        image_paths = images.get(stem, [])
+        xml_paths = xmls.get(stem, [])
+        if len(image_paths) > 1 or len(xml_paths) > 1:
+            scan.duplicate_stems[stem] = image_paths + xml_paths
+        elif not xml_paths:
+            scan.images_without_xml.append(image_paths[0])
+        elif not image_paths:
+            scan.xml_without_image.append(xml_paths[0])
+        else:
+            scan.pairs.append(ImageXmlPair(stem, image_paths[0], xml_paths[0]))
+    return scan
+
+
+def _text(element: ElementTree.Element | None, tag: str) -> str | None:
+    if element is None:
+        return None
+    child = element.find(tag)
+    if child is None or child.text is None:
+        return None
+    return child.text.strip()
+
+
+def _number(element: ElementTree.Element | None, tag: str, path: Path, what: str) -> float:
+    text = _text(element, tag)
+    if text is None or text == "":
+        raise ProblemError("bad-coordinate", f"{what}: <{tag}> is missing", path)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ProblemError("bad-coordinate", f"{what}: <{tag}> is not a number: {text!r}", path) from None
+    if not math.isfinite(value):
+        raise ProblemError("bad-coordinate", f"{what}: <{tag}> is not a finite number: {text!r}", path)
+    return value
+
+
+def _flag(element: ElementTree.Element, tag: str) -> bool:
+    text = _text(element, tag)
+    if not text:
+        return False
+    try:
+        return float(text) != 0
+    except ValueError:
+        return text.lower() in ("true", "yes")
+
+
+def _optional_int(element: ElementTree.Element | None, tag: str, path: Path) -> int:
+    text = _text(element, tag)
+    if not text:
+        return 0
+    try:
+        value = float(text)
+    except ValueError:
+        raise ProblemError("bad-size", f"<size><{tag}> is not a number: {text!r}", path) from None
+    if not math.isfinite(value) or value < 0:
+        raise ProblemError("bad-size", f"<size><{tag}> is not a positive number: {text!r}", path)
+    return int(value)
+
+
+def read_xml_root(path: str | Path) -> ElementTree.Element:
+    """Read an xml file safely (defusedxml) and return its root element.
+
+    Raises:
+        ProblemError (a DataError): the file cannot be read, is not well-formed xml, or uses entities / external references.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ProblemError("unreadable-file", f"cannot read the file: {exc.strerror or exc}", path) from None
+    if not data.strip():
+        raise ProblemError("unparseable-xml", "the xml file is empty", path)
+    try:
+        return SafeElementTree.fromstring(data)
+    except (defusedxml.EntitiesForbidden, defusedxml.DTDForbidden) as exc:
+        raise ProblemError(
+            "unsafe-xml",
+            f"refused: the xml declares entities ({type(exc).__name__}); entity tricks such as billion laughs "
+            "or XXE are never expanded. Re-save the annotation without a DOCTYPE.",
+            path,
+        ) from None
+    except defusedxml.ExternalReferenceForbidden:
+        raise ProblemError(
+            "unsafe-xml", "refused: the xml references an external file or URL (XXE)", path
+        ) from None
+    except ElementTree.ParseError as exc:
+        raise ProblemError("unparseable-xml", f"not well-formed xml ({exc})", path) from None
+
+
+def parse_voc_xml(path: str | Path) -> VocAnnotation:
+    """Parse one Pascal VOC annotation file.
+
+    Args:
+        path: the ``.xml`` file.
+
+    Returns:
+        A :class:`VocAnnotation` with boxes in pixels as written. Geometry is not checked here (see
+        :mod:`spaghettinet.data.validate`), but every field that must be a number is one.
+
+    Raises:
+        ProblemError (a DataError): unreadable or unsafe xml, a root other than ``<annotation>``, an object without a class name,
+            without ``<bndbox>``, or with a non-numeric / NaN coordinate.
+
+    Example:
+        >>> ann = parse_voc_xml("IMG_1.xml")
+        >>> ann.objects[0].name, ann.objects[0].xmin
+        ('Arduino_Nano', 317.0)
+    """
+    path = Path(path)
+    root = read_xml_root(path)
+    if root.tag != "annotation":
+        raise ProblemError(
+            "unparseable-xml",
+            f"not a Pascal VOC annotation: the root element is <{root.tag}>, not <annotation>",
+            path,
+        )
+    size = root.find("size")
+    width = _optional_int(size, "width", path)
+    height = _optional_int(size, "height", path)
+    depth = _optional_int(size, "depth", path)
+    objects = []
+    for index, element in enumerate(root.findall("object"), start=1):
+        name = _text(element, "name")
+        what = f"object {index}" + (f" ({name!r})" if name else "")
+        if not name:
+            raise ProblemError("empty-class-name", f"{what} has an empty class name (<name>)", path)
+        box = element.find("bndbox")
+        if box is None:
+            raise ProblemError("bad-coordinate", f"{what} has no <bndbox>", path)
+        xmin, ymin, xmax, ymax = (_number(box, tag, path, what) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        objects.append(
+            VocObject(
+                name=name,
+                xmin=xmin,
+                ymin=ymin,
+                xmax=xmax,
+                ymax=ymax,
+                difficult=_flag(element, "difficult"),
+                truncated=_flag(element, "truncated"),
+            )
+        )
+    return VocAnnotation(
+        xml_path=path,
+        filename=_text(root, "filename") or "",
+        width=width,
+        height=height,
+        depth=depth,
+        objects=tuple(objects),
+    )
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+
+
+def voc_xml_text(
+    filename: str, width: int, height: int, objects: list[VocObject] | tuple[VocObject, ...]
+) -> str:
+    """Return a VOC xml document (the layout labelImg writes) for an image and its objects.
+
+    Example:
+        >>> text = voc_xml_text("a.jpg", 320, 240, [VocObject("star", 10, 20, 110, 120)])
+    """
+    from xml.sax.saxutils import escape
+
+    lines = [
+        "<annotation>",
+        "\t<folder>images</folder>",
+        f"\t<filename>{escape(filename)}</filename>",
+        "\t<size>",
+        f"\t\t<width>{width}</width>",
+        f"\t\t<height>{height}</height>",
+        "\t\t<depth>3</depth>",
+        "\t</size>",
+        "\t<segmented>0</segmented>",
+    ]
+    for obj in objects:
+        lines += [
+            "\t<object>",
+            f"\t\t<name>{escape(obj.name)}</name>",
+            "\t\t<pose>Unspecified</pose>",
+            f"\t\t<truncated>{int(obj.truncated)}</truncated>",
+            f"\t\t<difficult>{int(obj.difficult)}</difficult>",
+            "\t\t<bndbox>",
+            f"\t\t\t<xmin>{_format_number(obj.xmin)}</xmin>",
+            f"\t\t\t<ymin>{_format_number(obj.ymin)}</ymin>",
+            f"\t\t\t<xmax>{_format_number(obj.xmax)}</xmax>",
+            f"\t\t\t<ymax>{_format_number(obj.ymax)}</ymax>",
+            "\t\t</bndbox>",
+            "\t</object>",
+        ]
+    lines.append("</annotation>")
+    return "\n".join(lines) + "\n"
