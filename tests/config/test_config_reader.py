@@ -242,3 +242,27 @@ def test_any_valid_settings_survive_write_then_read(
     cfg.train_input.input_paths = paths
     cfg.eval.eval_interval_steps = interval
     assert parse_config_text(format_config(cfg)) == cfg
+
+
+def test_config_errors_reach_the_user_as_one_line_through_a_command_that_reads_configs(tmp_path, capsys):
+    from spaghettinet.cli import main
+
+    bad = tmp_path / "pipeline.config"
+    bad.write_text(MINIMAL % ("", "graph_rewriter { quantization { delay: 10 weight_bits: 4 } }"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "export",
+                "--config",
+                str(bad),
+                "--checkpoint",
+                str(tmp_path / "ckpt"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.replace("\n", "")  # rich wraps long lines at the terminal width
+    assert f"{bad}:8:56: graph_rewriter.quantization.weight_bits must be 8" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
