@@ -148,6 +148,13 @@ def _open_reader(prefix: str | Path):
     return resolved, reader, shapes
 
 
+def _read_tensor(reader, name: str, prefix: str) -> np.ndarray:
+    try:
+        return np.asarray(reader.get_tensor(name), dtype=np.float32)
+    except Exception as exc:  # truncated data files raise IndexError, DataLossError...
+        raise DataError(f"cannot read {name} (corrupt or incomplete checkpoint?): {exc}", prefix) from None
+
+
 def detect_variant(names) -> str | None:
     """The ``spaghettinet_edgetpu_X`` arch name the checkpoint entries are scoped under, or None."""
     found = {m.group(1) for m in (_ARCH_PATTERN.match(n) for n in names) if m}
@@ -208,6 +215,7 @@ def load_tf1_checkpoint(model, prefix: str | Path) -> LoadReport:
         )
     report = LoadReport(prefix=resolved, checkpoint_num_classes=_num_classes_from_shapes(shapes))
     targets = tf1_variable_map(model)
+    values = {}
     for name, variable in targets.items():
         if name not in shapes:
             report.missing.append(name)
@@ -221,8 +229,11 @@ def load_tf1_checkpoint(model, prefix: str | Path) -> LoadReport:
             raise DataError(
                 f"{name}: checkpoint shape {list(found)} but the model expects {list(expected)}", resolved
             )
-        variable.assign(np.asarray(reader.get_tensor(name), dtype=np.float32))
+        values[name] = _read_tensor(reader, name, resolved)
         report.loaded.append(name)
+    # Assign only once everything was read, so a corrupt file leaves the model untouched.
+    for name, value in values.items():
+        targets[name].assign(value)
     for name in shapes:
         if name in targets:
             continue
