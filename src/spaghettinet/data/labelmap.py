@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from spaghettinet.data.voc import find_pairs, parse_voc_xml
+from spaghettinet.data.voc import parse_voc_xml
 from spaghettinet.errors import DataError, UsageError
 from spaghettinet.io_utils import write_text_atomic
 
@@ -293,8 +293,13 @@ def class_names_in(data_dir: str | Path, annotations: str | Path | None = None) 
     Raises:
         DataError: some xml files cannot be read (all of them are listed).
     """
-    scan = find_pairs(data_dir, annotations)
-    xml_paths = [pair.xml_path for pair in scan.pairs] + list(scan.xml_without_image)
+    folder = Path(annotations if annotations is not None else data_dir)
+    if not folder.is_dir():
+        raise UsageError("is not a folder", folder)
+    # Every xml counts, paired or not: a class seen only in test/ must still get an id.
+    xml_paths = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() == ".xml" and not p.name.startswith(".")
+    )
     names: set[str] = set()
     failures = []
     for xml_path in xml_paths:

@@ -321,7 +321,8 @@ def list_record_files(paths_or_glob: str | Path | Iterable[str | Path]) -> list[
                 "write them with `spaghettinet tfrecord`",
                 pattern,
             )
-        _check_shard_sets(matches, pattern)
+        if not Path(pattern).is_file():  # a file named explicitly is taken as asked
+            _check_shard_sets(matches, pattern)
         files += [m for m in matches if m not in files]
     return files
 
@@ -488,6 +489,25 @@ def _example_from_proto(proto) -> Example:
     )
 
 
+def _check_record_framing(path: Path) -> None:
+    """Walk the record lengths of a TFRecord file: TF reads a file cut inside its last record as a clean end."""
+    size = path.stat().st_size
+    position = 0
+    with open(path, "rb") as handle:
+        while position < size:
+            handle.seek(position)
+            header = handle.read(8)
+            # Each record: uint64 length, uint32 masked CRC of the length, data, uint32 masked CRC of the data.
+            end = position + 12 + int.from_bytes(header, "little") + 4 if len(header) == 8 else size + 1
+            if end > size:
+                raise DataError(
+                    f"corrupt or truncated TFRecord file: the record at byte {position} runs past the end "
+                    f"({size} bytes); write it again",
+                    path,
+                )
+            position = end
+
+
 def read_examples(paths_or_glob: str | Path | Iterable[str | Path]) -> Iterator[Example]:
     """Read records back as :class:`Example` objects (files in :func:`list_record_files` order).
 
@@ -506,6 +526,7 @@ def read_examples(paths_or_glob: str | Path | Iterable[str | Path]) -> Iterator[
     """
     tf = import_tensorflow()
     for path in list_record_files(paths_or_glob):
+        _check_record_framing(path)
         try:
             for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
                 yield _example_from_proto(tf.train.Example.FromString(record))
