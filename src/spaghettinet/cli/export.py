@@ -1,9 +1,135 @@
-"""CLI commands of the export stage."""
+"""CLI commands of the export stage: ``export``, ``predict``, ``benchmark``.
+
+Thin wrappers: parse the arguments, call the Python API (imported inside the command so ``--help`` stays fast),
+print a rich table.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from .console import console, err_console
+
+
+def _export_table(report: dict) -> Table:
+    table = Table(title="export checks", show_header=True)
+    table.add_column("check")
+    table.add_column("result")
+    int8 = report.get("int8")
+    table.add_row("quantization", str(report.get("quantization")))
+    for name, size in report.get("files", {}).items():
+        table.add_row(name, f"{size / 1e6:.2f} MB")
+    if int8:
+        q = int8["input"]
+        table.add_row("int8 input", f"{q['type']} scale {q['scale']:.6f} zero point {q['zero_point']}")
+        table.add_row("int8 ops", ", ".join(f"{k} {v}" for k, v in int8["op_counts"].items()))
+        table.add_row("float ops outside post-processing", ", ".join(int8["float_ops"]) or "none")
+    edgetpu = report.get("edgetpu")
+    if edgetpu:
+        table.add_row("Edge TPU problems", "; ".join(edgetpu["problems"]) or "none found")
+        table.add_row("edgetpu_compiler", edgetpu["compiler"].get("status", "?"))
+    checks = report.get("checks", {})
+    if "int8_vs_keras" in checks:
+        c = checks["int8_vs_keras"]
+        table.add_row(
+            f"int8 vs Keras ({checks['images']} test images)",
+            f"matched {c['matched']}/{c['reference_detections']}, mean IoU {c['mean_iou']}, "
+            f"max |score diff| {c['max_score_difference']}",
+        )
+        for key in ("map_float", "map_int8"):
+            value = checks[key]
+            if isinstance(value, dict):
+                shown = ", ".join(
+                    f"{k} {v:.3f}" for k, v in value.items() if k in ("mAP", "AP50", "AP75", "map")
+                )
+                table.add_row(key, shown or json.dumps(value)[:120])
+            else:
+                table.add_row(key, str(value))
+    elif "status" in checks:
+        table.add_row("accuracy checks", checks["status"])
+    return table
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the root app."""
+
+    @app.command("export")
+    def export_command(
+        config: Path = typer.Option(..., "--config", help="pipeline.config the model was trained with."),
+        checkpoint: Path = typer.Option(
+            ..., "--checkpoint", help="ckpt-<step> prefix or model directory (latest)."
+        ),
+        out: Path = typer.Option(..., "--out", help="Export folder."),
+        max_detections: int = typer.Option(10, "--max-detections", help="Detections per image (K)."),
+        score_threshold: float = typer.Option(
+            0.3, "--score-threshold", help="NMS score threshold of the op."
+        ),
+        iou_threshold: float = typer.Option(0.6, "--iou-threshold", help="NMS IoU threshold of the op."),
+        regular_nms: bool = typer.Option(False, "--regular-nms", help="Per-class NMS instead of fast NMS."),
+        quantize: str = typer.Option("auto", "--quantize", help="auto | qat | ptq | none."),
+    ) -> None:
+        """Export SavedModel, float and int8 .tflite (fused NMS op, metadata), labels.txt and export_report.json."""
+        from spaghettinet.deploy.export import export
+
+        err_console.print(f"exporting {checkpoint} to {out} ...")
+        result = export(
+            config,
+            checkpoint,
+            out,
+            max_detections=max_detections,
+            score_threshold=score_threshold,
+            iou_threshold=iou_threshold,
+            regular_nms=regular_nms,
+            quantize=quantize,
+        )
+        console.print(_export_table(result.report))
+        console.print(
+            f"int8 model: {result.int8_model}" if result.int8_model else f"float model: {result.float_model}"
+        )
+
+    @app.command("predict")
+    def predict_command(
+        model: Path = typer.Argument(..., help="Exported .tflite model."),
+        images: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+        out: Path = typer.Option(..., "--out", help="Folder for the drawn pictures and detections.json."),
+        threshold: float = typer.Option(0.3, "--threshold", help="Minimum score shown."),
+    ) -> None:
+        """Detect objects in images with a .tflite model; draw them and write detections.json (pixels)."""
+        from spaghettinet.deploy.predict import predict
+
+        result = predict(model, images, out, threshold=threshold)
+        table = Table(title="detections")
+        table.add_column("image")
+        table.add_column("found")
+        for picture, found in zip(result.pictures, result.detections, strict=True):
+            table.add_row(picture.name, ", ".join(f"{d['label']} {d['score']:.2f}" for d in found) or "-")
+        console.print(table)
+        console.print(f"wrote {result.json_path}")
+
+    @app.command("benchmark")
+    def benchmark_command(
+        model: Path = typer.Argument(..., help=".tflite model."),
+        threads: int = typer.Option(1, "--threads", help="CPU threads."),
+        runs: int = typer.Option(50, "--runs", help="Timed runs."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """Median and p90 latency with LiteRT, model size and op counts."""
+        from spaghettinet.evaluation.latency import benchmark
+
+        result = benchmark(model, threads=threads, runs=runs)
+        if as_json:
+            typer.echo(json.dumps(result.to_json(), indent=2))
+            return
+        table = Table(title=f"{model.name}, {threads} thread(s), {runs} runs")
+        table.add_column("measure")
+        table.add_column("value")
+        table.add_row("median latency", f"{result.median_ms:.2f} ms")
+        table.add_row("p90 latency", f"{result.p90_ms:.2f} ms")
+        table.add_row("size", f"{result.size_bytes / 1e6:.2f} MB")
+        table.add_row("input", f"{result.input_type} {result.input_shape}")
+        table.add_row("ops", ", ".join(f"{k} {v}" for k, v in result.op_counts.items()))
+        console.print(table)

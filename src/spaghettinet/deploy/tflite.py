@@ -246,8 +246,8 @@ def pinned_calibration_images(images: Iterable[np.ndarray]) -> Iterator[np.ndarr
 
     Real photos rarely reach both -1 and +1 in every channel; calibrating on them would give the uint8 input a
     scale other than 2/255 and MediaPipe, which feeds raw pixels, would be silently mis-scaled (stack.md §3.4).
-    Pixel (0, 0) is set to the value uint8 0 stands for and pixel (0, 1) to the value uint8 255 stands for, so
-    the calibrated range is exactly that of (2/255, 128).
+    Pixel (0, 0) is set to the value uint8 0 stands for and pixel (0, 1) to the value uint8 255 stands for, and
+    values are clipped to that range, so the calibrated range is exactly that of (2/255, 128).
 
     Args:
         images: uint8 or float ``[H, W, 3]`` arrays of raw pixel values in [0, 255], already at the model size.
@@ -256,8 +256,11 @@ def pinned_calibration_images(images: Iterable[np.ndarray]) -> Iterator[np.ndarr
         float32 ``[1, H, W, 3]`` arrays.
     """
     for image in images:
-        scaled = np.asarray(image, dtype=np.float32) * (2.0 / 255.0) - 1.0
-        scaled = scaled.copy()
+        # Clip to what uint8 can represent under (2/255, 128): pixel 255 scales to 1.0, one step above 254/255,
+        # and would otherwise widen the calibrated range (scale 2.004/255 instead of 2/255).
+        scaled = np.clip(
+            np.asarray(image, dtype=np.float32) * (2.0 / 255.0) - 1.0, _CALIBRATION_LOW, _CALIBRATION_HIGH
+        )
         scaled[0, 0, :] = _CALIBRATION_LOW
         scaled[0, 1, :] = _CALIBRATION_HIGH
         yield scaled[np.newaxis]

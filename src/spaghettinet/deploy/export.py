@@ -1,0 +1,395 @@
+"""``export``: a trained checkpoint → SavedModel, float and full-int8 ``.tflite`` with metadata, and a report.
+
+Writes into ``out``:
+
+* ``saved_model/``: serving signature ``serving_default`` (input ``image`` float32 ``[1, H, W, 3]`` in [-1, 1],
+  outputs boxes / classes / scores / num_detections through the fused post-processing), float model;
+* ``model_float.tflite``: float32, input scaled ``x * 2/255 - 1`` (metadata normalization 127.5 / 127.5);
+* ``model_int8.tflite``: int8 everywhere but the post-processing, uint8 pixels in (scale 2/255, zero point 128);
+* ``labels.txt``: foreground class names, one per line, 0-based (also packed inside both ``.tflite`` files);
+* ``export_report.json``: ops and tensor types, Edge TPU compatibility, int8 vs Keras detections, float vs int8 mAP.
+
+Every file is written to a temporary name and renamed, so an interrupted export leaves no half-written output.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spaghettinet.deploy import edgetpu, metadata, tflite
+from spaghettinet.errors import DataError, SpaghettiError, UsageError
+from spaghettinet.io_utils import atomic_path, write_bytes_atomic, write_text_atomic
+
+QUANTIZE_CHOICES = ("auto", "qat", "ptq", "none")
+
+#: Calibration images for post-training quantization; a few dozen real images give stable ranges.
+DEFAULT_CALIBRATION_IMAGES = 64
+#: Test images for the int8-vs-Keras comparison and the float/int8 mAP (the whole split when smaller).
+DEFAULT_CHECK_IMAGES = 100
+#: IoU above which an int8 detection counts as the same object as a Keras detection of the same class.
+MATCH_IOU = 0.5
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export` wrote and measured.
+
+    Args:
+        out: the export folder.
+        saved_model: ``out/saved_model``.
+        float_model: ``out/model_float.tflite``.
+        int8_model: ``out/model_int8.tflite``, or None with ``quantize="none"``.
+        labels: ``out/labels.txt``.
+        report_path: ``out/export_report.json``.
+        quantization: ``"qat"``, ``"ptq"`` or ``"none"`` (what was done, ``auto`` resolved).
+        step: training step of the checkpoint.
+        report: the report's content (also in ``report_path``).
+    """
+
+    out: Path
+    saved_model: Path
+    float_model: Path
+    int8_model: Path | None
+    labels: Path
+    report_path: Path
+    quantization: str
+    step: int
+    report: dict = field(default_factory=dict)
+
+
+def resolve_quantization(requested: str, checkpoint_is_qat: bool, checkpoint: str | Path) -> str:
+    """Turn ``--quantize`` into what export does: ``auto`` is ``qat`` for a QAT checkpoint, else ``ptq``.
+
+    Raises:
+        UsageError: unknown choice, or ``qat`` asked of a checkpoint that was not trained quantization-aware.
+
+    Example:
+        >>> resolve_quantization("auto", False, "ckpt-10")
+        'ptq'
+    """
+    if requested not in QUANTIZE_CHOICES:
+        raise UsageError(f"--quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {requested!r}")
+    if requested == "auto":
+        return "qat" if checkpoint_is_qat else "ptq"
+    if requested == "qat" and not checkpoint_is_qat:
+        raise UsageError(
+            "--quantize qat needs a checkpoint trained quantization-aware (a pipeline.config with a "
+            "graph_rewriter { quantization { delay: N } } block, trained past N steps); use --quantize ptq",
+            checkpoint,
+        )
+    return requested
+
+
+def _record_paths(config, reader) -> list[str]:
+    return [str(config.resolve_path(p)) for p in reader.input_paths]
+
+
+def load_images(config, reader, limit: int) -> list:
+    """Up to ``limit`` examples from a config input reader's TFRecords (``data.tfrecord.read_examples``)."""
+    from spaghettinet.data.tfrecord import read_examples
+
+    paths = _record_paths(config, reader)
+    if not paths:
+        return []
+    examples = []
+    for example in read_examples(paths):
+        examples.append(example)
+        if len(examples) >= limit:
+            break
+    return examples
+
+
+def _model_pixels(example, size: tuple[int, int]) -> np.ndarray:
+    from spaghettinet.deploy.runtime import resize_for_model
+
+    return resize_for_model(example.decode_image(), size)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    if len(boxes) == 0:
+        return np.zeros((0,), np.float32)
+    top_left = np.maximum(box[:2], boxes[:, :2])
+    bottom_right = np.minimum(box[2:], boxes[:, 2:])
+    overlap = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+    area = np.prod(box[2:] - box[:2])
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return overlap / np.maximum(area + areas - overlap, 1e-12)
+
+
+def compare_detections(reference: list, candidate: list) -> dict:
+    """Match each reference detection with the best-overlapping candidate detection of the same class.
+
+    Args:
+        reference: per image, ``(boxes [K, 4], classes [K], scores [K])`` (the Keras model's).
+        candidate: the same for the model under test (the int8 ``.tflite``), boxes clipped to [0, 1].
+
+    Returns:
+        ``reference_detections``, ``candidate_detections``, ``matched`` (IoU ≥ 0.5, same class),
+        ``matched_fraction``, ``mean_iou`` / ``min_iou`` of matches, ``mean_score_difference`` /
+        ``max_score_difference`` (absolute) of matches.
+    """
+    ious, score_differences = [], []
+    total_reference = total_candidate = 0
+    for (ref_boxes, ref_classes, ref_scores), (boxes, classes, scores) in zip(
+        reference, candidate, strict=True
+    ):
+        total_reference += len(ref_scores)
+        total_candidate += len(scores)
+        used = np.zeros(len(scores), bool)
+        for box, cls, score in zip(ref_boxes, ref_classes, ref_scores, strict=True):
+            overlaps = _iou(np.asarray(box), np.asarray(boxes))
+            overlaps[(np.asarray(classes) != cls) | used] = -1.0
+            if len(overlaps) == 0 or overlaps.max() < MATCH_IOU:
+                continue
+            best = int(overlaps.argmax())
+            used[best] = True
+            ious.append(float(overlaps[best]))
+            score_differences.append(abs(float(scores[best]) - float(score)))
+    return {
+        "reference_detections": total_reference,
+        "candidate_detections": total_candidate,
+        "matched": len(ious),
+        "matched_fraction": (len(ious) / total_reference) if total_reference else None,
+        "mean_iou": float(np.mean(ious)) if ious else None,
+        "min_iou": float(np.min(ious)) if ious else None,
+        "mean_score_difference": float(np.mean(score_differences)) if ious else None,
+        "max_score_difference": float(np.max(score_differences)) if ious else None,
+    }
+
+
+def _keras_detections(model, settings: tflite.PostprocessSettings, pixels: np.ndarray):
+    from spaghettinet.model.postprocess import postprocess
+
+    outputs = model(pixels[np.newaxis] * (2.0 / 255.0) - 1.0, training=False)
+    detections = postprocess(
+        np.asarray(outputs["box_encodings"])[0],
+        np.asarray(outputs["class_logits"])[0],
+        model.anchors,
+        score_threshold=settings.score_threshold,
+        iou_threshold=settings.iou_threshold,
+        max_detections_per_class=settings.detections_per_class,
+        max_total_detections=settings.max_detections,
+        scales=settings.scales,
+    )
+    return detections.boxes, detections.classes, detections.scores
+
+
+def _tflite_detections(detector, pixels: np.ndarray):
+    found = detector.detect(pixels)
+    return np.clip(found.boxes, 0.0, 1.0), found.classes, found.scores
+
+
+def _coco_map(examples: list, detections: list, num_classes: int) -> dict | str:
+    """COCO metrics of ``detections`` on ``examples`` via ``evaluation.coco.coco_metrics``; a reason if unavailable."""
+    try:
+        from spaghettinet.evaluation.coco import coco_metrics
+    except ImportError:
+        return "skipped: spaghettinet.evaluation.coco is not available"
+    ground_truth = [
+        {
+            "boxes": np.asarray(e.boxes, np.float32),
+            "classes": np.asarray(e.classes) - 1,
+            "height": e.height,
+            "width": e.width,
+        }
+        for e in examples
+    ]
+    predicted = [
+        {"boxes": np.asarray(b, np.float32), "classes": np.asarray(c), "scores": np.asarray(s)}
+        for b, c, s in detections
+    ]
+    try:
+        metrics = coco_metrics(ground_truth, predicted, num_classes=num_classes)
+    except TypeError as exc:  # interface mismatch with the colleague module: report, do not fail the export
+        return f"skipped: coco_metrics interface not understood ({exc})"
+    return {k: float(v) for k, v in dict(metrics).items() if isinstance(v, int | float | np.floating)}
+
+
+def export(
+    config,
+    checkpoint: str | Path,
+    out: str | Path,
+    max_detections: int = 10,
+    score_threshold: float = 0.3,
+    iou_threshold: float = 0.6,
+    regular_nms: bool = False,
+    quantize: str = "auto",
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    check_images: int = DEFAULT_CHECK_IMAGES,
+    run_compiler: bool = True,
+) -> ExportResult:
+    """Export a trained checkpoint for deployment (see the module docstring for the files written).
+
+    Args:
+        config: a ``PipelineConfig`` or the path of a ``pipeline.config``.
+        checkpoint: a ``ckpt-<step>`` prefix, or a model directory (its latest checkpoint).
+        out: export folder (created; existing files of the same names are replaced).
+        max_detections: rows in each output (K).
+        score_threshold: the op's NMS score threshold; meaningful values only (spec §6 gotcha 12).
+        iou_threshold: the op's NMS IoU threshold, in (0, 1].
+        regular_nms: per-class NMS instead of the faster class-agnostic default.
+        quantize: ``auto`` (QAT when the checkpoint was trained quantization-aware, else PTQ), ``qat``, ``ptq``,
+            or ``none`` (float model only).
+        calibration_images: training images used to calibrate PTQ.
+        check_images: test images for the detection comparison and mAP.
+        run_compiler: run ``edgetpu_compiler`` when it is on PATH.
+
+    Returns:
+        :class:`ExportResult`.
+
+    Raises:
+        DataError: unreadable config / checkpoint / records, or an int8 model with float ops left.
+        UsageError: impossible options.
+
+    Example:
+        >>> result = export("training/pipeline.config", "training/training-output", "exported")  # doctest: +SKIP
+        >>> result.int8_model
+        PosixPath('exported/model_int8.tflite')
+    """
+    from spaghettinet.data.labelmap import read_label_map
+    from spaghettinet.model.quantize import set_quantization_aware
+    from spaghettinet.pipeline_config import read_config
+    from spaghettinet.training.checkpoints import restore_detector
+
+    if not isinstance(calibration_images, int) or calibration_images < 1:
+        raise UsageError(f"calibration_images must be a positive integer, got {calibration_images!r}")
+    cfg = read_config(config) if isinstance(config, str | Path) else config
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError("--out must be a folder, and this is a file", out)
+    settings = tflite.PostprocessSettings(
+        num_classes=cfg.model.num_classes,
+        max_detections=max_detections,
+        score_threshold=score_threshold,
+        iou_threshold=iou_threshold,
+        use_regular_nms=regular_nms,
+        scales=tuple(float(s) for s in cfg.model.box_coder_scales),
+    )
+    try:
+        settings.validate()
+    except SpaghettiError as exc:
+        raise UsageError(exc.message) from exc
+
+    label_map_path = cfg.resolve_path(cfg.train_input.label_map_path)
+    class_names = list(read_label_map(label_map_path).names)
+    if len(class_names) != cfg.model.num_classes:
+        raise DataError(
+            f"has {len(class_names)} classes but the config says num_classes: {cfg.model.num_classes}",
+            label_map_path,
+        )
+
+    model, step, checkpoint_is_qat = restore_detector(cfg, checkpoint)
+    quantization = resolve_quantization(quantize, checkpoint_is_qat, checkpoint)
+    size = tuple(int(v) for v in cfg.model.input_size)
+
+    test_examples = load_images(cfg, cfg.eval_input, check_images) if quantization != "none" else []
+    calibration = []
+    if quantization == "ptq":
+        train_examples = load_images(cfg, cfg.train_input, calibration_images)
+        if not train_examples:
+            raise DataError(
+                "post-training quantization needs training images, and train_input_reader lists no readable records",
+                cfg.path,
+            )
+        calibration = [_model_pixels(e, size) for e in train_examples]
+
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {
+        "checkpoint": str(checkpoint),
+        "step": step,
+        "quantization": quantization,
+        "checkpoint_quantization_aware": checkpoint_is_qat,
+        "postprocess": asdict(settings) | {"signature": tflite.postprocess_signature(settings)},
+        "class_names": class_names,
+        "input_size": list(size),
+    }
+
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as scratch:
+        # The float SavedModel and float .tflite come from the model in float mode; a QAT checkpoint's weights
+        # and folded batch norm give the same function without the fake-quant rounding.
+        set_quantization_aware(model, False)
+        with atomic_path(out / "saved_model") as saved_model_tmp:
+            tflite.write_saved_model(model, settings, saved_model_tmp)
+            float_bytes = metadata.add_metadata(tflite.convert_float(saved_model_tmp), class_names)
+        int8_bytes = None
+        if quantization == "ptq":
+            int8_bytes = tflite.convert_int8_ptq(out / "saved_model", calibration)
+        elif quantization == "qat":
+            set_quantization_aware(model, True)
+            qat_dir = Path(scratch) / "saved_model_qat"
+            tflite.write_saved_model(model, settings, qat_dir)
+            int8_bytes = tflite.convert_int8_qat(qat_dir)
+            set_quantization_aware(model, False)
+
+    labels_path = write_text_atomic(out / "labels.txt", metadata.labels_text(class_names))
+    float_path = write_bytes_atomic(out / "model_float.tflite", float_bytes)
+    report["files"] = {"model_float.tflite": len(float_bytes)}
+    int8_path = None
+    if int8_bytes is not None:
+        operators = edgetpu.list_operators(int8_bytes)
+        unexpected = edgetpu.float_ops(operators)
+        type_name, scale, zero_point = tflite.input_quantization(int8_bytes)
+        report["int8"] = {
+            "input": {"type": type_name, "scale": scale, "zero_point": zero_point},
+            "op_counts": edgetpu.op_counts(operators),
+            "operators": [asdict(op) for op in operators],
+            "float_ops": [f"{op.index}:{op.name}" for op in unexpected],
+        }
+        report["edgetpu"] = edgetpu.edgetpu_compatibility(int8_bytes, run_compiler=run_compiler).to_json()
+        if unexpected:
+            # Refuse the model: a float op inside the int8 graph is silently slow on CPUs and splits the Edge TPU
+            # graph. The report is still written so the user can see which ops they are.
+            report_path = write_text_atomic(out / "export_report.json", json.dumps(report, indent=2))
+            listed = ", ".join(
+                f"{op.name} (op {op.index}, {'/'.join(op.input_types)})" for op in unexpected[:8]
+            )
+            raise SpaghettiError(
+                f"the int8 model still computes in float outside the post-processing: {listed}; model_int8.tflite "
+                f"was not written (details in {report_path})",
+                out,
+            )
+        int8_bytes = metadata.add_metadata(int8_bytes, class_names)
+        int8_path = write_bytes_atomic(out / "model_int8.tflite", int8_bytes)
+        report["files"]["model_int8.tflite"] = len(int8_bytes)
+        report["checks"] = _accuracy_checks(model, settings, float_bytes, int8_bytes, test_examples, size)
+
+    report_path = write_text_atomic(out / "export_report.json", json.dumps(report, indent=2, default=str))
+    return ExportResult(
+        out=out,
+        saved_model=out / "saved_model",
+        float_model=float_path,
+        int8_model=int8_path,
+        labels=labels_path,
+        report_path=report_path,
+        quantization=quantization,
+        step=step,
+        report=report,
+    )
+
+
+def _accuracy_checks(model, settings, float_bytes: bytes, int8_bytes: bytes, examples: list, size) -> dict:
+    """int8 vs Keras detections and float vs int8 mAP on the test images."""
+    from spaghettinet.deploy.runtime import TfliteDetector
+
+    if not examples:
+        return {"status": "skipped: eval_input_reader lists no readable records"}
+    float_detector = TfliteDetector(float_bytes)
+    int8_detector = TfliteDetector(int8_bytes)
+    keras_found, float_found, int8_found = [], [], []
+    for example in examples:
+        pixels = _model_pixels(example, size)
+        keras_found.append(_keras_detections(model, settings, pixels))
+        float_found.append(_tflite_detections(float_detector, pixels))
+        int8_found.append(_tflite_detections(int8_detector, pixels))
+    return {
+        "images": len(examples),
+        "int8_vs_keras": compare_detections(keras_found, int8_found),
+        "float_vs_keras": compare_detections(keras_found, float_found),
+        "map_float": _coco_map(examples, float_found, settings.num_classes),
+        "map_int8": _coco_map(examples, int8_found, settings.num_classes),
+    }
