@@ -1,0 +1,146 @@
+"""``--batch-size auto``: the largest batch that fits the device's memory (the seed's out-of-memory problem).
+
+* On GPUs: real forward + backward passes at growing batch sizes (doubling), catching
+  ``ResourceExhaustedError``; the largest that ran is used (per replica, times the number of replicas).
+* On CPU: the peak resident memory of a forward + backward pass is measured at two batch sizes; the difference
+  gives the memory per image, and the batch is what fits in half of the available RAM (the rest is left to the
+  input pipeline, evaluation and other programs), capped at :data:`CPU_MAX_BATCH` because larger CPU batches
+  only slow each step without speeding up learning.
+
+The probes compute gradients but never apply them, so the model is unchanged.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+from spaghettinet.tf_runtime import import_tensorflow
+
+tf = import_tensorflow()
+
+#: Largest batch chosen on CPU (a 2-core machine runs ~5 images/s at 320²; bigger batches only add latency).
+CPU_MAX_BATCH = 32
+#: Largest batch tried on GPU (the reference trains with 512 on a 32-core TPU slice, spec §3).
+GPU_MAX_BATCH = 512
+#: Share of the available RAM the CPU estimate may use.
+CPU_MEMORY_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class BatchSizeChoice:
+    """The chosen global batch size and why.
+
+    Attributes:
+        batch_size: images per step, all replicas together.
+        reason: one sentence for the user.
+    """
+
+    batch_size: int
+    reason: str
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` (Linux), or None where unknown."""
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.is_file():
+        return None
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _peak_rss_bytes() -> int:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _gradient_probe(model, input_size):
+    """A function running forward + backward at a given batch, without touching the weights."""
+
+    def probe(batch_size: int) -> None:
+        images = tf.random.uniform([batch_size, input_size[0], input_size[1], 3], -1.0, 1.0)
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            loss = tf.reduce_mean(outputs["class_logits"]) + tf.reduce_mean(outputs["box_encodings"])
+        gradients = tape.gradient(loss, model.trainable_variables)
+        # Reading one value forces the computation to finish.
+        float(tf.reduce_sum([tf.reduce_sum(g) for g in gradients if g is not None]).numpy())
+
+    return tf.function(probe, reduce_retracing=True)
+
+
+def choose_batch_size(
+    model, input_size, num_replicas: int = 1, on_gpu: bool | None = None, max_batch: int | None = None
+):
+    """Pick the largest batch that fits, by trying (GPU) or measuring and estimating (CPU).
+
+    Args:
+        model: the detector (its weights are not changed).
+        input_size: ``(height, width)``.
+        num_replicas: replicas of the distribution strategy; the result is a multiple of it.
+        on_gpu: force the GPU or CPU rule (default: GPU when TensorFlow sees one).
+        max_batch: an upper bound (e.g. the number of training images).
+
+    Returns:
+        :class:`BatchSizeChoice`.
+
+    Example:
+        >>> choose_batch_size(model, (320, 320)).batch_size  # doctest: +SKIP
+        16
+    """
+    if on_gpu is None:
+        on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    probe = _gradient_probe(model, tuple(input_size))
+    if on_gpu:
+        return _grow_on_gpu(probe, num_replicas, max_batch)
+    return _estimate_on_cpu(probe, num_replicas, max_batch)
+
+
+def _grow_on_gpu(probe, num_replicas: int, max_batch: int | None) -> BatchSizeChoice:
+    limit = min(GPU_MAX_BATCH, max_batch or GPU_MAX_BATCH)
+    best = 0
+    per_replica = 1
+    while per_replica * num_replicas <= limit:
+        try:
+            probe(per_replica)
+        except (tf.errors.ResourceExhaustedError, tf.errors.InternalError):
+            break
+        best = per_replica
+        per_replica *= 2
+        gc.collect()
+    if best == 0:
+        return BatchSizeChoice(
+            num_replicas, "even one image per GPU ran out of memory; trying batch 1 per GPU"
+        )
+    hit_limit = best * 2 * num_replicas > limit
+    why = f"capped at {limit}" if hit_limit else f"{best * 2} per GPU ran out of memory"
+    return BatchSizeChoice(best * num_replicas, f"largest power of two that ran on the GPU ({why})")
+
+
+def _estimate_on_cpu(probe, num_replicas: int, max_batch: int | None) -> BatchSizeChoice:
+    small, large = 1, 2
+    probe(small)
+    after_small = _peak_rss_bytes()
+    probe(large)
+    after_large = _peak_rss_bytes()
+    # Peak memory only grows; the step from batch 1 to 2 is the cost of one more image (at least 1 MiB).
+    per_image = max(after_large - after_small, 1 << 20)
+    available = available_memory_bytes()
+    cap = min(CPU_MAX_BATCH, max_batch or CPU_MAX_BATCH)
+    if available is None:
+        batch = cap
+        reason = f"available memory unknown; using the CPU cap of {cap}"
+    else:
+        fits = int(available * CPU_MEMORY_SHARE // per_image)
+        batch = max(1, min(cap, fits))
+        reason = (
+            f"~{per_image / 2**20:.0f} MiB per image measured, {available / 2**30:.1f} GiB available: "
+            f"{fits} would fit in half of it"
+            + (f", capped at {cap} (CPU steps get slower, not better, beyond)" if fits > cap else "")
+        )
+    batch = max(num_replicas, batch - batch % num_replicas)
+    return BatchSizeChoice(batch, reason)
