@@ -73,6 +73,109 @@ def zoo_install(
     _print_installed(zoo.install_tarball(tarball, variant, out, expected_sha256=sha256))
 
 
+def _log(line: str) -> None:
+    err_console.print(line, highlight=False, markup=False)
+
+
+def _print_result(result) -> None:
+    from rich.table import Table
+
+    table = Table(title="stages", show_header=True)
+    for column in ("stage", "status", "seconds", "result"):
+        table.add_column(column)
+    for stage in result.stages:
+        seconds = f"{stage.seconds:.1f}" if stage.status == "ran" else ""
+        table.add_row(stage.name, stage.status, seconds, stage.summary, style=None)
+    err_console.print(table)
+    if result.interrupted:
+        console.print("interrupted: run the same command again to continue where it stopped", markup=False)
+        raise typer.Exit(130)
+    shipped = result.int8_model or result.float_model
+    lines = [
+        ("model", shipped),
+        ("AP50 on the test split", None if result.ap50 is None else f"{result.ap50:.3f}"),
+        ("latency (1 thread, median)", None if result.latency_ms is None else f"{result.latency_ms:.1f} ms"),
+        ("detections on test images", result.detections_picture),
+        ("report", result.report_html),
+    ]
+    for label, value in lines:
+        if value is not None:
+            console.print(f"{label}: {value}", highlight=False, markup=False)
+
+
+def run_command(
+    data_dir: Path = typer.Argument(..., help="Folder of photos with their Pascal VOC .xml files."),
+    workdir: Path = typer.Option(..., "--workdir", "-w", help="Folder for everything the run writes."),
+    variant: str = typer.Option("s", "--variant", help="SpaghettiNet-EdgeTPU variant: s, m or l."),
+    input_size: int = typer.Option(320, "--input-size", help="Side of the square model input."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps (default: scaled to the data)."),
+    fine_tune_from: Path | None = typer.Option(
+        None, "--fine-tune-from", help="Checkpoint prefix to start from (see `spaghettinet zoo download`)."
+    ),
+    annotations: Path | None = typer.Option(None, "--annotations", help="Separate folder of .xml files."),
+    time_budget: str | None = typer.Option(None, "--time-budget", help="Stop training after e.g. 20m or 1h."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Training batch size."),
+    quantize: str = typer.Option("auto", "--quantize", help="auto, qat, ptq or none."),
+    until: str | None = typer.Option(None, "--until", help="Stop after this stage."),
+    force: list[str] = typer.Option([], "--force", help="Rerun this stage even if up to date (repeatable)."),
+) -> None:
+    """Validate, split, convert, configure, train (QAT after 10 %), evaluate, export and report, skipping
+    stages that are up to date."""
+    from spaghettinet import workflow
+
+    result = workflow.run(
+        data_dir,
+        workdir,
+        variant=variant,
+        input_size=input_size,
+        steps=steps,
+        fine_tune_from=fine_tune_from,
+        annotations=annotations,
+        time_budget=time_budget,
+        batch_size=batch_size,
+        quantize=quantize,
+        until=until,
+        force=force,
+        log=_log,
+    )
+    _print_result(result)
+
+
+def demo_command(
+    workdir: Path = typer.Option(Path("demo-workdir"), "--workdir", "-w", help="Folder for the demo run."),
+    images: int | None = typer.Option(None, "--images", help="Demo images to make."),
+    input_size: int = typer.Option(160, "--input-size", help="Side of the square model input."),
+    time_budget: str = typer.Option("8m", "--time-budget", help="Training wall-clock budget."),
+    seed: int = typer.Option(0, "--seed", help="Dataset and training seed."),
+) -> None:
+    """Make the demo dataset and run the whole chain on it (about 15 minutes on 2 CPU cores)."""
+    from spaghettinet import workflow
+
+    _print_result(
+        workflow.demo(
+            workdir, images=images, seed=seed, input_size=input_size, time_budget=time_budget, log=_log
+        )
+    )
+
+
+def report_command(
+    workdir: Path = typer.Argument(..., help="A run's workdir."),
+    out: Path | None = typer.Option(None, "--out", help="Report folder (default: WORKDIR/report)."),
+) -> None:
+    """(Re)write the HTML and Markdown report of a run from the files its stages wrote."""
+    from spaghettinet.errors import UsageError
+    from spaghettinet.evaluation.report import write_report
+
+    if not workdir.is_dir():
+        raise UsageError("is not a folder", workdir)
+    paths = write_report(workdir, out or workdir / "report")
+    console.print(f"report: {paths.html}", highlight=False, markup=False)
+    console.print(f"markdown: {paths.markdown}", highlight=False, markup=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the root app."""
+    app.command("run")(run_command)
+    app.command("demo")(demo_command)
+    app.command("report")(report_command)
     app.add_typer(zoo_app, name="zoo")

@@ -428,7 +428,9 @@ def escape_html(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+# Characters with a meaning anywhere in a line; "-", "+", "1." only start a list at the beginning of a line.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~>])")
+_MARKDOWN_LINE_START = re.compile(r"^(\s*)([-+=]|\d+[.)])")
 
 
 def escape_markdown(text: object) -> str:
@@ -443,7 +445,9 @@ def escape_markdown(text: object) -> str:
     """
     flat = re.sub(r"[\r\n\t]+", " ", str(text))
     flat = flat.replace("&", "&amp;").replace("<", "&lt;")
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
+    flat = _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
+    # Escape the list marker itself: "-" → "\\-", "12." → "12\\.".
+    return _MARKDOWN_LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], flat)
 
 
 def _data_uri(figure: Figure) -> str:
@@ -699,7 +703,7 @@ def _per_class_from(payload: Mapping) -> dict[str, float]:
 
 
 def _pr_from(payload: Mapping) -> dict[str, tuple[list[float], list[float]]]:
-    value = payload.get("precision_recall")
+    value = payload.get("precision_recall") or payload.get("pr_curves_iou50")
     curves = {}
     if isinstance(value, Mapping):
         for name, entry in value.items():
@@ -721,21 +725,14 @@ def scores_from_eval(payload: object, label: str) -> ModelScores | None:
 def _class_names_from_label_map(path: Path, missing: list[str]) -> list[str]:
     if not path.is_file():
         return []
-    try:
-        from spaghettinet.data import labelmap
+    from spaghettinet.data.labelmap import read_label_map
+    from spaghettinet.errors import SpaghettiError
 
-        reader = getattr(labelmap, "read_labelmap", None) or getattr(labelmap, "read", None)
-        if reader is not None:
-            entries = reader(path)
-            if isinstance(entries, Mapping):  # name → id or id → name
-                pairs = [(v, k) if isinstance(v, int) else (k, v) for k, v in entries.items()]
-                return [str(name) for _, name in sorted(pairs)]
-            return [str(getattr(e, "name", e)) for e in sorted(entries, key=lambda e: getattr(e, "id", 0))]
-    except Exception as exc:  # noqa: BLE001 - a report must not fail on a colleague's parser
-        missing.append(f"{path.name} could not be parsed ({exc}); class names shown as numbers.")
+    try:
+        return list(read_label_map(path).names)
+    except SpaghettiError as exc:
+        missing.append(f"{path.name} could not be read ({exc}); classes are shown by number.")
         return []
-    names = re.findall(r"name\s*:\s*[\"']([^\"']*)[\"']", path.read_text(encoding="utf-8", errors="replace"))
-    return names
 
 
 def _dataset_from(workdir: Path, missing: list[str]) -> DatasetSummary | None:
@@ -776,7 +773,7 @@ def _dataset_from(workdir: Path, missing: list[str]) -> DatasetSummary | None:
                 summary.errors.append(_problem_text(entry))
         for entry in split_json.get("warnings", []) or []:
             summary.warnings.append(_problem_text(entry))
-    validation = _read_json(workdir / "report" / "validation.json", missing)
+    validation = _read_json(workdir / "images" / "validation.json", missing)
     if isinstance(validation, Mapping):
         found = True
         for entry in validation.get("problems", []) or []:
@@ -807,10 +804,10 @@ def _problem_text(entry: object) -> str:
 def load_report_inputs(workdir: str | Path, title: str | None = None) -> ReportInputs:
     """Fill :class:`ReportInputs` from a workdir in the seed's layout; missing or unreadable files leave gaps.
 
-    Reads: ``images/{train,test}_labels.csv`` and ``images/split.json`` (dataset), ``report/validation.json``
-    (warnings), ``training/label_map.pbtxt`` (class names), ``training/training-output/metrics_history.json``
-    (curves), ``training/training-output/eval.json`` (float scores), ``exported/export_report.json`` (int8 scores,
-    checks), ``exported/*.tflite`` (sizes), ``report/latency.json`` and ``report/run.json`` (settings).
+    Reads: ``images/{train,test}_labels.csv``, ``images/split.json`` and ``images/validation.json`` (dataset and
+    warnings), ``training/label_map.pbtxt`` (class names), ``training/training-output/metrics_history.json``
+    (curves), ``training/training-output/eval.json`` (checkpoint scores), ``exported/export_report.json`` (TFLite
+    float and int8 scores, checks), ``exported/*.tflite`` (sizes), ``exported/latency.json`` (latency).
 
     Args:
         workdir: the run's folder.
@@ -847,24 +844,23 @@ def load_report_inputs(workdir: str | Path, title: str | None = None) -> ReportI
     exported = workdir / "exported"
     if exported.is_dir():
         inputs.model_sizes = {p.name: p.stat().st_size for p in sorted(exported.glob("*.tflite"))}
-    latency = _read_json(workdir / "report" / "latency.json", missing)
+    latency = _read_json(workdir / "exported" / "latency.json", missing)
     if isinstance(latency, list):
         inputs.latency = [row for row in latency if isinstance(row, Mapping)]
     elif isinstance(latency, Mapping):
         inputs.latency = [latency]
-    settings = _read_json(workdir / "report" / "run.json", missing)
-    if isinstance(settings, Mapping):
-        inputs.settings = {str(k): str(v) for k, v in settings.items() if not isinstance(v, dict | list)}
     return inputs
 
 
 def _export_evaluations(report: Mapping) -> list[tuple[str, Mapping]]:
-    """(label, metrics dict) pairs found in an export report: ``{"evaluation": {"int8": {...}, ...}}`` and similar."""
+    """(label, metrics) pairs of an export report: its ``checks.map_float`` / ``checks.map_int8`` entries."""
     found = []
-    for key in ("evaluation", "evaluations", "coco", "map", "accuracy"):
-        block = report.get(key)
-        if isinstance(block, Mapping):
-            for label, entry in block.items():
-                if isinstance(entry, Mapping):
-                    found.append((str(label), entry))
+    checks = report.get("checks")
+    if isinstance(checks, Mapping):
+        quantization = str(report.get("quantization", "")).upper()
+        int8_label = f"{quantization} int8 TFLite" if quantization in ("QAT", "PTQ") else "int8 TFLite"
+        for key, label in (("map_float", "float TFLite"), ("map_int8", int8_label)):
+            entry = checks.get(key)
+            if isinstance(entry, Mapping):
+                found.append((label, entry))
     return found

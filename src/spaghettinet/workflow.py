@@ -1,0 +1,829 @@
+"""The whole chain in one call: ``run`` (a VOC folder → an int8 model and a report) and ``demo``.
+
+:func:`run` goes through the stages of :data:`STAGES` in order, in the seed's workdir layout::
+
+    W/images/train, W/images/test, W/images/{train,test}_labels.csv, W/images/split.json, W/images/validation.json
+    W/training/label_map.pbtxt, W/training/pipeline.config, W/training/{train,test}.record
+    W/training/training-output/   (checkpoints, metrics_history.json, eval.json)
+    W/exported/                   (model_float.tflite, model_int8.tflite, labels.txt, export_report.json, latency.json)
+    W/report/                     (index.html, report.md and its figures)
+
+A stage is skipped when it finished before (recorded in ``W/.spaghettinet/stages.json`` with the settings it ran
+with), all its outputs exist, and none of its inputs is newer than its oldest output. So a rerun after an
+interruption continues with the first unfinished stage, a change of the data (a new or edited photo or xml) redoes
+the split and everything after it, and a change of settings (variant, input size, steps) redoes the config and
+what follows. Training itself resumes from its latest checkpoint unless the pipeline config changed since that
+training started, in which case it starts afresh.
+
+Validation errors stop the run before anything is written beyond ``images/validation.json``, with the list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spaghettinet.errors import DataError, SpaghettiError, UsageError
+from spaghettinet.io_utils import write_text_atomic
+
+STATE_DIR = ".spaghettinet"
+STAMPS_FILE = "stages.json"
+CONFIG_HASH_FILE = ".workflow_config_sha256"
+#: Test images shown with their detections in the report.
+REPORT_PICTURES = 8
+#: Timed runs per model in the latency stage (after 3 untimed ones).
+LATENCY_RUNS = 30
+
+
+@dataclass
+class RunSettings:
+    """Everything a run was asked for; each stage's stamp keeps the part it depends on.
+
+    Attributes: see :func:`run`.
+    """
+
+    data_dir: Path
+    workdir: Path
+    annotations: Path | None = None
+    variant: str = "s"
+    input_size: int = 320
+    steps: int | None = None
+    batch_size: int | None = None
+    time_budget: str | float | None = None
+    fine_tune_from: str | None = None
+    test_fraction: float = 0.2
+    seed: int = 0
+    quantize: str = "auto"
+    qat: bool = True
+    calibration_images: int | None = None
+    check_images: int | None = None
+    latency_runs: int = LATENCY_RUNS
+    show_progress: bool = True
+
+    # The seed's layout (spec: the old TF1 recipe), derived from the workdir.
+    @property
+    def images(self) -> Path:
+        return self.workdir / "images"
+
+    @property
+    def training(self) -> Path:
+        return self.workdir / "training"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.training / "training-output"
+
+    @property
+    def exported(self) -> Path:
+        return self.workdir / "exported"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.workdir / "report"
+
+    @property
+    def label_map(self) -> Path:
+        return self.training / "label_map.pbtxt"
+
+    @property
+    def config(self) -> Path:
+        return self.training / "pipeline.config"
+
+    @property
+    def train_record(self) -> Path:
+        return self.training / "train.record"
+
+    @property
+    def test_record(self) -> Path:
+        return self.training / "test.record"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the chain.
+
+    Attributes:
+        name: what users see (``split``, ``train``, ...).
+        inputs: files/folders whose change makes the stage stale.
+        outputs: what it writes; all must exist for the stage to count as done.
+        params: the settings it depends on (a change makes it stale).
+        action: does the work; returns one line for the summary.
+    """
+
+    name: str
+    inputs: Callable[[RunSettings], list[Path]]
+    outputs: Callable[[RunSettings], list[Path]]
+    params: Callable[[RunSettings], dict]
+    action: Callable[[RunSettings, Callable[[str], None]], str]
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one stage in a run: ``ran``, ``skipped`` (up to date) or ``unavailable``."""
+
+    name: str
+    status: str
+    seconds: float = 0.0
+    summary: str = ""
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` did and where the results are.
+
+    Attributes:
+        workdir: the run's folder.
+        stages: one outcome per stage attempted, in order.
+        int8_model / float_model: the exported ``.tflite`` files (None if not exported).
+        ap50: COCO AP50 of the shipped model on the test split (int8 if measured, else float), or None.
+        latency_ms: median 1-thread latency of the int8 model, or None.
+        report_html: ``W/report/index.html`` if written.
+        detections_picture: a picture of test images with the model's detections, if written.
+        interrupted: training was interrupted (rerun to continue).
+    """
+
+    workdir: Path
+    stages: list[StageOutcome] = field(default_factory=list)
+    int8_model: Path | None = None
+    float_model: Path | None = None
+    ap50: float | None = None
+    latency_ms: float | None = None
+    report_html: Path | None = None
+    detections_picture: Path | None = None
+    interrupted: bool = False
+
+    def status_of(self, name: str) -> str | None:
+        """The status of stage ``name`` in this run (None if it was not reached)."""
+        return next((stage.status for stage in self.stages if stage.name == name), None)
+
+
+class StageUnavailable(Exception):
+    """A stage's implementation is not installed; the run goes on and the report says what is missing."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Stage actions: each calls one stage's Python API.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _validate(settings: RunSettings, log) -> str:
+    from spaghettinet.data.validate import validate
+
+    report = validate(settings.data_dir, settings.annotations, input_size=settings.input_size)
+    write_text_atomic(settings.images / "validation.json", report.to_json() + "\n")
+    if report.errors:
+        listing = "\n".join(f"  {problem.file}: {problem.message}" for problem in report.errors)
+        raise DataError(
+            f"{len(report.errors)} problem(s) stop the run before training; fix or remove these files and run "
+            f"again (full list in {settings.images / 'validation.json'}):\n{listing}",
+            settings.data_dir,
+        )
+    classes = ", ".join(f"{name} {count}" for name, count in report.class_counts.items())
+    return f"{len(report.pairs)} images, {report.num_objects} objects ({classes}), {len(report.warnings)} warnings"
+
+
+def _split(settings: RunSettings, log) -> str:
+    from spaghettinet.data.split import split
+
+    result = split(
+        settings.data_dir,
+        settings.images,
+        test_fraction=settings.test_fraction,
+        seed=settings.seed,
+        annotations=settings.annotations,
+    )
+    return f"{len(result.train)} train, {len(result.test)} test images"
+
+
+def _xml2csv(settings: RunSettings, log) -> str:
+    from spaghettinet.data.csv_labels import xml2csv
+    from spaghettinet.data.problems import raise_for_errors
+
+    result = xml2csv(settings.images)
+    raise_for_errors(result.errors, "the label CSVs")
+    return ", ".join(f"{f.path.name}: {f.objects} objects" for f in result.files)
+
+
+def _labelmap(settings: RunSettings, log) -> str:
+    from spaghettinet.data.labelmap import labelmap
+
+    label_map = labelmap(settings.images, settings.label_map)
+    return f"{label_map.num_classes} classes: {', '.join(label_map.names)}"
+
+
+def _tfrecord(settings: RunSettings, log) -> str:
+    from spaghettinet.data.problems import raise_for_errors
+    from spaghettinet.data.tfrecord import tfrecord
+
+    lines = []
+    for split_name, record in (("train", settings.train_record), ("test", settings.test_record)):
+        result = tfrecord(record, settings.label_map, split_dir=settings.images / split_name)
+        raise_for_errors(result.errors, record.name)
+        lines.append(f"{record.name}: {result.images} images")
+    return ", ".join(lines)
+
+
+def _config(settings: RunSettings, log) -> str:
+    from spaghettinet.pipeline_config.generate import config
+
+    cfg = config(
+        settings.variant,
+        settings.label_map,
+        settings.train_record,
+        settings.test_record,
+        settings.config,
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        input_size=settings.input_size,
+        quantize=settings.qat,
+        fine_tune_checkpoint=settings.fine_tune_from,
+    )
+    return (
+        f"SpaghettiNet-EdgeTPU-{settings.variant.upper()} {settings.input_size}², {cfg.train.num_steps} steps"
+    )
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _train(settings: RunSettings, log) -> str:
+    from spaghettinet.training.loop import train
+
+    model_dir = settings.model_dir
+    config_hash = _file_sha256(settings.config)
+    marker = model_dir / CONFIG_HASH_FILE
+    if model_dir.exists() and (not marker.is_file() or marker.read_text().strip() != config_hash):
+        # Checkpoints of another config (other data, classes or settings) cannot be resumed: start afresh.
+        log("the pipeline config changed since the last training: starting training afresh")
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(marker, config_hash + "\n")
+    result = train(
+        settings.config,
+        model_dir,
+        time_budget=settings.time_budget,
+        seed=settings.seed,
+        evaluate_at_end=False,
+        show_progress=settings.show_progress,
+    )
+    for message in result.messages:
+        log(message)
+    if result.stopped == "interrupted":
+        raise _Interrupted(
+            f"training interrupted at step {result.step}; run the same command again to resume"
+        )
+    loss = "" if result.final_loss is None else f", loss {result.final_loss:.3f}"
+    qat = ", quantization-aware" if result.quantization_aware else ""
+    return f"step {result.step} ({result.stopped}{qat}{loss})"
+
+
+def _evaluate(settings: RunSettings, log) -> str:
+    try:
+        from spaghettinet.evaluation.evaluate import evaluate
+    except ImportError as exc:
+        raise StageUnavailable(f"spaghettinet.evaluation.evaluate is not available ({exc})") from exc
+    result = evaluate(settings.config, settings.model_dir, out=settings.model_dir / "eval.json")
+    from spaghettinet.evaluation.report import scores_from_eval
+
+    payload = result if isinstance(result, dict) else getattr(result, "to_dict", lambda: vars(result))()
+    scores = scores_from_eval(payload, "float")
+    if scores is None:
+        return "evaluated"
+    return f"AP {scores.metrics.get('AP', float('nan')):.3f}, AP50 {scores.metrics.get('AP50', float('nan')):.3f}"
+
+
+def _export(settings: RunSettings, log) -> str:
+    from spaghettinet.deploy.export import export
+
+    options = {}
+    if settings.calibration_images is not None:
+        options["calibration_images"] = settings.calibration_images
+    if settings.check_images is not None:
+        options["check_images"] = settings.check_images
+    result = export(
+        settings.config, settings.model_dir, settings.exported, quantize=settings.quantize, **options
+    )
+    if result.int8_model is None:
+        return f"{result.float_model.name} (no int8 model: quantize={result.quantization})"
+    return f"{result.int8_model.name} ({result.quantization.upper()}), {result.float_model.name}"
+
+
+def _latency(settings: RunSettings, log) -> str:
+    from spaghettinet.evaluation.latency import benchmark
+
+    rows = []
+    for name in _exported_models(settings):
+        path = settings.exported / name
+        if path.is_file():
+            measured = benchmark(path, threads=1, runs=settings.latency_runs)
+            rows.append({"model": name} | {k: v for k, v in measured.to_json().items() if k != "model"})
+    write_text_atomic(settings.exported / "latency.json", json.dumps(rows, indent=2) + "\n")
+    return ", ".join(f"{row['model']}: {row['median_ms']:.1f} ms" for row in rows)
+
+
+def _exported_models(settings: RunSettings) -> list[str]:
+    """The .tflite files the last export wrote (per its report), int8 first; a stale file of an earlier export
+    with other options is left out."""
+    try:
+        files = json.loads((settings.exported / "export_report.json").read_text(encoding="utf-8")).get(
+            "files", {}
+        )
+    except (OSError, ValueError, AttributeError):
+        files = {}
+    return [name for name in ("model_int8.tflite", "model_float.tflite") if name in files]
+
+
+def _report(settings: RunSettings, log) -> str:
+    from spaghettinet.evaluation.report import load_report_inputs, write_report
+
+    inputs = load_report_inputs(settings.workdir)
+    inputs.settings = _settings_table(settings)
+    inputs.test_pictures = _test_pictures(settings, inputs)
+    paths = write_report(inputs, settings.report_dir)
+    return str(paths.html)
+
+
+def _settings_table(settings: RunSettings) -> dict[str, str]:
+    return {
+        "data": str(settings.data_dir),
+        "annotations": str(settings.annotations) if settings.annotations else "beside the images",
+        "variant": f"spaghettinet_edgetpu_{settings.variant}",
+        "input size": f"{settings.input_size}×{settings.input_size}",
+        "steps": str(settings.steps) if settings.steps else "from the data size",
+        "time budget": str(settings.time_budget) if settings.time_budget else "none",
+        "fine-tuned from": str(settings.fine_tune_from) if settings.fine_tune_from else "none (from scratch)",
+        "test fraction": str(settings.test_fraction),
+        "seed": str(settings.seed),
+    }
+
+
+def _test_pictures(settings: RunSettings, inputs) -> list:
+    """The shipped model's detections on the first test images (int8 if exported, else float)."""
+    from PIL import Image
+
+    from spaghettinet.evaluation.report import PredictedPicture
+
+    model = next((settings.exported / name for name in _exported_models(settings)), None)
+    if model is None or not settings.test_record.exists():
+        return []
+    try:
+        from spaghettinet.data.tfrecord import read_examples
+        from spaghettinet.deploy.runtime import TfliteDetector, resize_for_model
+    except ImportError as exc:  # pragma: no cover - colleague modules are part of the package
+        inputs.missing.append(f"test pictures left out: {exc}")
+        return []
+    detector = TfliteDetector(model)
+    pictures = []
+    for example in read_examples(settings.test_record):
+        if len(pictures) >= REPORT_PICTURES:
+            break
+        pixels = example.decode_image()
+        found = detector.detect(resize_for_model(pixels, detector.input_size))
+        pictures.append(
+            PredictedPicture(
+                name=example.filename,
+                image=Image.fromarray(pixels),
+                boxes=found.boxes,
+                classes=found.classes,
+                scores=found.scores,
+                true_boxes=example.boxes,
+                true_classes=example.classes - 1,  # records are 1-based, detections 0-based
+            )
+        )
+    inputs.precision_recall_model = inputs.precision_recall_model or ""
+    return pictures
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The stage table
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _data_inputs(s: RunSettings) -> list[Path]:
+    return [s.data_dir] + ([s.annotations] if s.annotations else [])
+
+
+def _split_dirs(s: RunSettings) -> list[Path]:
+    return [s.images / "train", s.images / "test"]
+
+
+def _records(s: RunSettings) -> list[Path]:
+    return [s.train_record, s.test_record]
+
+
+def _checkpoint_state(s: RunSettings) -> Path:
+    return s.model_dir / "checkpoint"
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "validate",
+        _data_inputs,
+        lambda s: [s.images / "validation.json"],
+        # input_size only adds notes about tiny objects: not worth redoing the data stages for.
+        lambda s: {},
+        _validate,
+    ),
+    Stage(
+        "split",
+        lambda s: _data_inputs(s) + [s.images / "validation.json"],
+        lambda s: _split_dirs(s) + [s.images / "split.json"],
+        lambda s: {"test_fraction": s.test_fraction, "seed": s.seed},
+        _split,
+    ),
+    Stage(
+        "xml2csv",
+        _split_dirs,
+        lambda s: [s.images / "train_labels.csv", s.images / "test_labels.csv"],
+        lambda s: {},
+        _xml2csv,
+    ),
+    Stage("labelmap", _split_dirs, lambda s: [s.label_map], lambda s: {}, _labelmap),
+    Stage("tfrecord", lambda s: _split_dirs(s) + [s.label_map], _records, lambda s: {}, _tfrecord),
+    Stage(
+        "config",
+        lambda s: [s.label_map] + _records(s),
+        lambda s: [s.config],
+        lambda s: {
+            "variant": s.variant,
+            "input_size": s.input_size,
+            "steps": s.steps,
+            "batch_size": s.batch_size,
+            "fine_tune_from": s.fine_tune_from,
+            "qat": s.qat,
+        },
+        _config,
+    ),
+    Stage(
+        "train",
+        lambda s: [s.config] + _records(s),
+        lambda s: [_checkpoint_state(s)],
+        lambda s: {"time_budget": s.time_budget, "seed": s.seed},
+        _train,
+    ),
+    Stage(
+        "evaluate",
+        lambda s: [s.config, _checkpoint_state(s)],
+        lambda s: [s.model_dir / "eval.json"],
+        lambda s: {},
+        _evaluate,
+    ),
+    Stage(
+        "export",
+        lambda s: [s.config, _checkpoint_state(s)],
+        lambda s: [s.exported / "model_float.tflite", s.exported / "export_report.json"],
+        lambda s: {"quantize": s.quantize, "calibration": s.calibration_images, "check": s.check_images},
+        _export,
+    ),
+    Stage(
+        "latency",
+        lambda s: [s.exported / "model_float.tflite", s.exported / "export_report.json"],
+        lambda s: [s.exported / "latency.json"],
+        lambda s: {"runs": s.latency_runs},
+        _latency,
+    ),
+    Stage(
+        "report",
+        lambda s: [
+            s.images / "validation.json",
+            s.images / "split.json",
+            s.model_dir / "metrics_history.json",
+            s.model_dir / "eval.json",
+            s.exported / "export_report.json",
+            s.exported / "latency.json",
+        ],
+        lambda s: [s.report_dir / "index.html", s.report_dir / "report.md"],
+        lambda s: {"settings": _settings_table(s)},
+        _report,
+    ),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Freshness
+# --------------------------------------------------------------------------------------------------------------
+
+
+def newest_change_ns(paths: Sequence[Path]) -> int:
+    """Latest modification time (ns) of the given files and of everything inside the given folders.
+
+    A folder's own time counts too: deleting a photo changes only its folder's time. Missing paths are ignored.
+    """
+    newest = 0
+    for path in paths:
+        if not path.exists():
+            continue
+        newest = max(newest, path.stat().st_mtime_ns)
+        if path.is_dir():
+            for root, folders, files in os.walk(path):
+                for name in folders + files:
+                    try:
+                        newest = max(newest, (Path(root) / name).stat().st_mtime_ns)
+                    except FileNotFoundError:  # removed while walking
+                        continue
+    return newest
+
+
+def oldest_output_ns(paths: Sequence[Path]) -> int | None:
+    """Earliest modification time (ns) of the outputs themselves, or None if one is missing.
+
+    Only the path's own time is used: a split folder's files are hard links that keep the photos' old times.
+    """
+    times = []
+    for path in paths:
+        if not path.exists():
+            return None
+        times.append(path.stat().st_mtime_ns)
+    return min(times) if times else None
+
+
+def _stamps_path(workdir: Path) -> Path:
+    return workdir / STATE_DIR / STAMPS_FILE
+
+
+def read_stamps(workdir: Path) -> dict:
+    """The record of finished stages (``{name: {"params": ..., "finished_ns": ...}}``); empty if unreadable."""
+    path = _stamps_path(workdir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _jsonable(params: dict) -> dict:
+    return json.loads(json.dumps(params, default=str, sort_keys=True))
+
+
+def stage_is_current(stage: Stage, settings: RunSettings, stamps: dict) -> bool:
+    """True when ``stage`` finished before with the same settings, its outputs exist and no input is newer."""
+    stamp = stamps.get(stage.name)
+    if not isinstance(stamp, dict) or stamp.get("params") != _jsonable(stage.params(settings)):
+        return False
+    oldest = oldest_output_ns(stage.outputs(settings))
+    if oldest is None:
+        return False
+    return newest_change_ns(stage.inputs(settings)) <= oldest
+
+
+# --------------------------------------------------------------------------------------------------------------
+# run / demo
+# --------------------------------------------------------------------------------------------------------------
+
+
+def run(
+    data_dir: str | Path,
+    workdir: str | Path,
+    variant: str = "s",
+    input_size: int = 320,
+    steps: int | None = None,
+    fine_tune_from: str | Path | None = None,
+    annotations: str | Path | None = None,
+    time_budget: str | float | None = None,
+    batch_size: int | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    quantize: str = "auto",
+    qat: bool = True,
+    until: str | None = None,
+    force: Sequence[str] = (),
+    calibration_images: int | None = None,
+    check_images: int | None = None,
+    latency_runs: int = LATENCY_RUNS,
+    log: Callable[[str], None] | None = None,
+    show_progress: bool = True,
+) -> RunResult:
+    """Take a folder of Pascal VOC labelled photos to an int8 ``.tflite`` and a report, skipping finished stages.
+
+    Stages: validate → split → xml2csv → labelmap → tfrecord → config → train (QAT after 10 % of the steps) →
+    evaluate → export → latency → report.
+
+    Args:
+        data_dir: the folder of photos and ``.xml`` files (or photos only, with ``annotations``).
+        workdir: the run's folder (the seed's layout is created inside).
+        variant: SpaghettiNet-EdgeTPU ``s``, ``m`` or ``l``.
+        input_size: side of the square model input.
+        steps: training steps (default: scaled to the data size by ``config``).
+        fine_tune_from: a checkpoint prefix to start from (``spaghettinet zoo download`` prints one).
+        annotations: a separate folder of ``.xml`` files.
+        time_budget: stop training when this wall-clock time is spent (``"20m"``, seconds).
+        batch_size: training batch size (default: from the data size).
+        test_fraction / seed: the split.
+        quantize: ``auto`` (QAT when trained with it, else PTQ), ``qat``, ``ptq`` or ``none``.
+        qat: train quantization-aware after 10 % of the steps (the config's ``graph_rewriter``); without it the
+            int8 model comes from post-training quantization.
+        until: stop after this stage (one of :data:`STAGE_NAMES`).
+        force: stages to run even if up to date (their dependants then follow, their outputs being newer).
+        calibration_images / check_images: export's PTQ calibration and check image counts (default: export's).
+        latency_runs: timed runs per model in the latency stage.
+        log: called with one line per event (stage start, skip, result); default: silent.
+        show_progress: training's progress bar on stderr.
+
+    Returns:
+        :class:`RunResult`.
+
+    Raises:
+        DataError: validation errors (listed) or any stage's data problem.
+        UsageError: bad arguments.
+
+    Example:
+        >>> result = run("all_images_here", "work", variant="s", time_budget="20m")  # doctest: +SKIP
+        >>> result.int8_model, result.ap50  # doctest: +SKIP
+        (PosixPath('work/exported/model_int8.tflite'), 0.87)
+    """
+    from spaghettinet.model.zoo import check_variant
+
+    log = log or (lambda line: None)
+    settings = RunSettings(
+        data_dir=Path(data_dir),
+        workdir=Path(workdir),
+        annotations=None if annotations is None else Path(annotations),
+        variant=check_variant(variant),
+        input_size=int(input_size),
+        steps=steps,
+        batch_size=batch_size,
+        time_budget=time_budget,
+        fine_tune_from=None if fine_tune_from is None else str(fine_tune_from),
+        test_fraction=test_fraction,
+        seed=seed,
+        quantize=quantize,
+        qat=qat,
+        calibration_images=calibration_images,
+        check_images=check_images,
+        latency_runs=latency_runs,
+        show_progress=show_progress,
+    )
+    _check_arguments(settings, until, force)
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    stamps = read_stamps(settings.workdir)
+    result = RunResult(workdir=settings.workdir)
+    for stage in STAGES:
+        if stage.name not in force and stage_is_current(stage, settings, stamps):
+            log(f"{stage.name}: up to date, skipped")
+            result.stages.append(StageOutcome(stage.name, "skipped"))
+        else:
+            log(f"{stage.name}: running")
+            started = time.monotonic()
+            try:
+                summary = stage.action(settings, log)
+            except StageUnavailable as exc:
+                log(f"{stage.name}: not available, going on without it ({exc})")
+                result.stages.append(
+                    StageOutcome(stage.name, "unavailable", time.monotonic() - started, str(exc))
+                )
+                stamps.pop(stage.name, None)
+                _write_stamps(settings.workdir, stamps)
+                if stage.name == until:
+                    break
+                continue
+            except _Interrupted as exc:
+                log(str(exc))
+                result.stages.append(
+                    StageOutcome(stage.name, "interrupted", time.monotonic() - started, str(exc))
+                )
+                result.interrupted = True
+                break
+            except SpaghettiError:
+                stamps.pop(stage.name, None)
+                _write_stamps(settings.workdir, stamps)
+                raise
+            seconds = time.monotonic() - started
+            stamps[stage.name] = {"params": _jsonable(stage.params(settings)), "finished_ns": time.time_ns()}
+            _write_stamps(settings.workdir, stamps)
+            log(f"{stage.name}: done in {seconds:.1f} s: {summary}")
+            result.stages.append(StageOutcome(stage.name, "ran", seconds, summary))
+        if stage.name == until:
+            break
+    _fill_results(settings, result)
+    return result
+
+
+def _check_arguments(settings: RunSettings, until: str | None, force: Sequence[str]) -> None:
+    if not settings.data_dir.is_dir():
+        raise UsageError("is not a folder of labelled photos", settings.data_dir)
+    if settings.annotations is not None and not settings.annotations.is_dir():
+        raise UsageError("--annotations is not a folder", settings.annotations)
+    unknown = [name for name in ([until] if until else []) + list(force) if name not in STAGE_NAMES]
+    if unknown:
+        raise UsageError(f"unknown stage {', '.join(unknown)}; stages are {', '.join(STAGE_NAMES)}")
+    if settings.input_size < 32:
+        raise UsageError(f"--input-size must be at least 32, got {settings.input_size}")
+    if settings.steps is not None and settings.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {settings.steps}")
+    if settings.fine_tune_from is not None:
+        prefix = Path(settings.fine_tune_from)
+        if not (Path(f"{prefix}.index").is_file() or prefix.is_dir()):
+            raise UsageError(
+                "--fine-tune-from is not a checkpoint prefix (no .index file beside it); "
+                "`spaghettinet zoo download s --out DIR` prints one",
+                prefix,
+            )
+    if settings.quantize not in ("auto", "qat", "ptq", "none"):
+        raise UsageError(f"--quantize must be auto, qat, ptq or none, got {settings.quantize!r}")
+
+
+def _write_stamps(workdir: Path, stamps: dict) -> None:
+    write_text_atomic(_stamps_path(workdir), json.dumps(stamps, indent=2, sort_keys=True) + "\n")
+
+
+def _fill_results(settings: RunSettings, result: RunResult) -> None:
+    from spaghettinet.evaluation.report import load_report_inputs
+
+    exported = _exported_models(settings)
+    result.int8_model = settings.exported / "model_int8.tflite" if "model_int8.tflite" in exported else None
+    result.float_model = (
+        settings.exported / "model_float.tflite" if "model_float.tflite" in exported else None
+    )
+    html = settings.report_dir / "index.html"
+    result.report_html = html if html.is_file() else None
+    picture = settings.report_dir / "test_pictures.jpg"
+    result.detections_picture = picture if picture.is_file() else None
+    inputs = load_report_inputs(settings.workdir)
+    # Prefer the int8 model's score (what ships), then any other measured one.
+    ranked = sorted(inputs.scores, key=lambda s: ("int8" not in s.label.lower(), "float" in s.label.lower()))
+    for scores in ranked:
+        if "AP50" in scores.metrics:
+            result.ap50 = scores.metrics["AP50"]
+            break
+    for row in inputs.latency:
+        if row.get("model") == "model_int8.tflite" and isinstance(row.get("median_ms"), int | float):
+            result.latency_ms = float(row["median_ms"])
+
+
+def demo(
+    workdir: str | Path,
+    images: int | None = None,
+    seed: int = 0,
+    input_size: int = 160,
+    time_budget: str | float = "8m",
+    steps: int | None = None,
+    log: Callable[[str], None] | None = None,
+    show_progress: bool = True,
+    **run_options,
+) -> RunResult:
+    """Make the embedded demo dataset in ``workdir/demo-data`` and :func:`run` it with settings that fit in 15 minutes
+    on 2 CPU cores (S at 160², training stopped by a time budget).
+
+    Args:
+        workdir: the run's folder.
+        images: demo images (default: the demo module's default).
+        seed: dataset and training seed.
+        input_size: model input side.
+        time_budget: training wall-clock budget.
+        steps: a fixed number of training steps instead (tests).
+        log / show_progress: as :func:`run`.
+        **run_options: passed to :func:`run`.
+
+    Returns:
+        :class:`RunResult`; its ``int8_model``, ``ap50``, ``latency_ms`` and ``detections_picture`` are the answer.
+
+    Example:
+        >>> result = demo("demo-workdir")  # doctest: +SKIP
+        >>> result.int8_model  # doctest: +SKIP
+        PosixPath('demo-workdir/exported/model_int8.tflite')
+    """
+    from spaghettinet.data.demo import make_demo
+
+    log = log or (lambda line: None)
+    workdir = Path(workdir)
+    data_dir = workdir / "demo-data"
+    options = {"seed": seed} if images is None else {"images": images, "seed": seed}
+    if _demo_is_current(data_dir, options):
+        log(f"demo data: {data_dir} already made, kept")
+    else:
+        made = make_demo(data_dir, **options)
+        write_text_atomic(workdir / STATE_DIR / "demo.json", json.dumps(options) + "\n")
+        log(f"demo data: {made.images} images in {data_dir}")
+    return run(
+        data_dir,
+        workdir,
+        variant="s",
+        input_size=input_size,
+        steps=steps,
+        time_budget=None if steps is not None else time_budget,
+        seed=seed,
+        log=log,
+        show_progress=show_progress,
+        **run_options,
+    )
+
+
+def _demo_is_current(data_dir: Path, options: dict) -> bool:
+    # Remaking the demo data would touch every photo and so redo every stage: keep it when made with these options.
+    record = data_dir.parent / STATE_DIR / "demo.json"
+    try:
+        return data_dir.is_dir() and json.loads(record.read_text()) == options
+    except (OSError, ValueError):
+        return False
