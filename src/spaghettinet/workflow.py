@@ -349,9 +349,31 @@ def _report(settings: RunSettings, log) -> str:
 
     inputs = load_report_inputs(settings.workdir)
     inputs.settings = _settings_table(settings)
-    inputs.test_pictures = _test_pictures(settings, inputs)
+    inputs.test_pictures = test_pictures(settings.workdir, inputs)
     paths = write_report(inputs, settings.report_dir)
     return str(paths.html)
+
+
+def write_run_report(workdir: str | Path, out: str | Path | None = None):
+    """Rewrite a run's report from its files, with the exported model's detections on test images.
+
+    Args:
+        workdir: the run's folder.
+        out: the report folder (default ``workdir/report``).
+
+    Returns:
+        :class:`spaghettinet.evaluation.report.ReportPaths`.
+
+    Example:
+        >>> write_run_report("work").html  # doctest: +SKIP
+        PosixPath('work/report/index.html')
+    """
+    from spaghettinet.evaluation.report import load_report_inputs, write_report
+
+    workdir = Path(workdir)
+    inputs = load_report_inputs(workdir)
+    inputs.test_pictures = test_pictures(workdir, inputs)
+    return write_report(inputs, Path(out) if out is not None else workdir / "report")
 
 
 def _settings_table(settings: RunSettings) -> dict[str, str]:
@@ -368,11 +390,21 @@ def _settings_table(settings: RunSettings) -> dict[str, str]:
     }
 
 
-def _test_pictures(settings: RunSettings, inputs) -> list:
-    """The shipped model's detections on the first test images (int8 if exported, else float)."""
+def test_pictures(workdir: Path, inputs) -> list:
+    """The shipped model's detections on the first test images (int8 if exported, else float); [] without a model.
+
+    Args:
+        workdir: the run's folder (``exported/`` and ``training/test.record`` are read).
+        inputs: the report inputs; a note is added to ``inputs.missing`` if pictures cannot be made.
+
+    Returns:
+        A list of :class:`spaghettinet.evaluation.report.PredictedPicture`.
+    """
     from PIL import Image
 
     from spaghettinet.evaluation.report import PredictedPicture
+
+    settings = RunSettings(data_dir=workdir, workdir=Path(workdir))
 
     model = next((settings.exported / name for name in _exported_models(settings)), None)
     if model is None or not settings.test_record.exists():
@@ -401,7 +433,6 @@ def _test_pictures(settings: RunSettings, inputs) -> list:
                 true_classes=example.classes - 1,  # records are 1-based, detections 0-based
             )
         )
-    inputs.precision_recall_model = inputs.precision_recall_model or ""
     return pictures
 
 

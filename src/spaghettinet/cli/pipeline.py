@@ -163,12 +163,12 @@ def report_command(
     out: Path | None = typer.Option(None, "--out", help="Report folder (default: WORKDIR/report)."),
 ) -> None:
     """(Re)write the HTML and Markdown report of a run from the files its stages wrote."""
+    from spaghettinet import workflow
     from spaghettinet.errors import UsageError
-    from spaghettinet.evaluation.report import write_report
 
     if not workdir.is_dir():
         raise UsageError("is not a folder", workdir)
-    paths = write_report(workdir, out or workdir / "report")
+    paths = workflow.write_run_report(workdir, out)
     console.print(f"report: {paths.html}", highlight=False, markup=False)
     console.print(f"markdown: {paths.markdown}", highlight=False, markup=False)
 
