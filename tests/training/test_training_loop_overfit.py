@@ -1,0 +1,40 @@
+"""A tiny SpaghettiNet-S at 128² overfits one fixed batch: the detection loss falls by an order of magnitude.
+
+Measured on a shared 2-core machine: 2 images, SGD 0.05 with momentum 0.9, the loss fell from ~4 to ~0.03 in 30
+steps (0.27 s/step after a tracing step); 40 steps leave a wide margin for the factor of 10 asserted here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_training_inputs import _config, _example  # noqa: E402
+
+from spaghettinet.data.inputs import train_dataset  # noqa: E402
+from spaghettinet.model.detector import build_detector  # noqa: E402
+from spaghettinet.tf_runtime import import_keras, import_tensorflow  # noqa: E402
+from spaghettinet.training.augment import AugmentOptions  # noqa: E402
+from spaghettinet.training.loop import _build_train_step  # noqa: E402
+
+tf = import_tensorflow()
+keras = import_keras()
+
+
+def test_tiny_model_overfits_a_fixed_batch(tmp_path):
+    with tf.io.TFRecordWriter(str(tmp_path / "train.record")) as writer:
+        for index in range(2):
+            writer.write(_example(index, with_object=True))
+    cfg = _config(tmp_path / "train.record")
+    cfg.model.input_size = (128, 128)
+    model = build_detector("s", 2, input_size=(128, 128))
+    no_augment = AugmentOptions(horizontal_flip=False, ssd_random_crop=False)
+    batch = next(iter(train_dataset(cfg, model.anchors, batch_size=2, options=no_augment)))
+    optimizer = keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)
+    step = _build_train_step(model, optimizer, tf.distribute.get_strategy(), cfg)
+    detection_losses = []
+    for _ in range(40):
+        losses = step(batch)
+        detection_losses.append(float(losses["classification"] + losses["localization"]))
+    assert detection_losses[-1] < detection_losses[0] / 10, detection_losses
