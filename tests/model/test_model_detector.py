@@ -55,7 +55,8 @@ def test_outputs_anchors_and_feature_maps_at_128(small_s):
 
 def test_class_bias_starts_at_the_focal_prior_and_regularization_is_exposed(small_s):
     bias = small_s.get_layer("BoxPredictor_0").class_predictor.bias.numpy()
-    np.testing.assert_allclose(bias, -4.6)
+    np.testing.assert_allclose(bias, -4.6, atol=1e-3)  # a tiny spread, see head._spread_constant
+    assert len(np.unique(bias)) == bias.size
     # slim L2 on every conv kernel (extractor 1e-5, predictor 4e-5), none on biases or batch norm.
     kernels = [v for v in small_s.trainable_variables if v.name in ("weights", "depthwise_weights")]
     assert len(small_s.losses) == len(kernels)

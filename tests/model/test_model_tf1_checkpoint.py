@@ -59,7 +59,9 @@ def test_other_num_classes_loads_all_but_the_class_predictors(s_checkpoint, s_re
         head.class_depthwise.kernel.numpy(),
         s_reader["BoxPredictor_2/ClassPredictor_depthwise/depthwise_weights"],
     )
-    np.testing.assert_allclose(head.class_predictor.bias.numpy(), -4.6)  # fresh layer keeps the focal prior
+    np.testing.assert_allclose(
+        head.class_predictor.bias.numpy(), -4.6, atol=1e-3
+    )  # fresh layer keeps the focal prior
     assert "fine-tuning" in report.summary()
 
 

@@ -14,6 +14,8 @@ class layer starts from the prior, which keeps the focal loss stable in the firs
 
 from __future__ import annotations
 
+import numpy as np
+
 from spaghettinet.model.blocks import ConvBN
 from spaghettinet.tf_runtime import import_keras, import_tensorflow
 
@@ -27,6 +29,27 @@ PREDICTOR_INIT_STDDEV = 0.03  # spec §1.7
 #: Focal-loss prior: sigmoid(-4.6) ≈ 0.01 (the config's class_prediction_bias_init).
 FOCAL_PRIOR_BIAS = -4.6
 BOX_CODE_SIZE = 4
+
+
+#: Half-width of the deterministic spread given to a constant class bias (see :func:`_spread_constant`).
+BIAS_SPREAD = 1e-3
+
+
+def _spread_constant(value: float):
+    """An initializer filling ``value`` plus a tiny deterministic per-channel spread (±1e-3).
+
+    Why: the TF 2.21 TFLite converter mis-quantizes a conv bias that is one repeated non-zero constant when the
+    weights are quantized per channel: it stores one int32 for all channels, so each channel's bias is scaled by
+    its own weight scale (measured: -4.6 became -3.1 … -5.5). A spread far below anything training cares about
+    keeps the bias a dense constant. A zero bias is unaffected (0 quantizes to 0 at any scale).
+    """
+
+    def initialize(shape, dtype=None):
+        count = int(np.prod(shape))
+        offsets = np.linspace(-BIAS_SPREAD, BIAS_SPREAD, count) if count > 1 else np.zeros(count)
+        return tf.constant((value + offsets).reshape(shape), dtype=dtype or "float32")
+
+    return initialize if value != 0 else keras.initializers.Zeros()
 
 
 class BoxPredictor(keras.layers.Layer):
@@ -106,7 +129,7 @@ class BoxPredictor(keras.layers.Layer):
             relu6=False,
             quantize_output=False,
             tf1_scope=f"{scope}/ClassPredictor",
-            bias_initializer=keras.initializers.Constant(class_bias_init),
+            bias_initializer=_spread_constant(class_bias_init),
             name=f"{scope}_ClassPredictor",
             **common,
         )

@@ -202,8 +202,12 @@ def calibrate_quantization_ranges(model, batches: Iterable) -> int:
     return seen
 
 
-def mark_ranges_loaded(model) -> None:
-    """Make the zero-debiased range EMAs continue from their current values (after loading a checkpoint)."""
-    for layer in _all_layers(model):
+def mark_ranges_loaded(layers: Iterable) -> None:
+    """Make the zero-debiased range EMAs of ``layers`` continue from their current (loaded) values.
+
+    Only for ranges that were actually loaded: a range still at its initial value must be replaced by the first
+    batches it sees, not averaged with them.
+    """
+    for layer in layers:
         if isinstance(layer, RangeTracker) and hasattr(layer, "range_steps"):
             layer.range_steps.assign(LOADED_RANGE_STEPS)

@@ -238,7 +238,11 @@ def load_tf1_checkpoint(model, prefix: str | Path) -> LoadReport:
         if name in targets:
             continue
         (report.ignored if is_ignored_checkpoint_entry(name) else report.unused).append(name)
-    mark_ranges_loaded(model)
+    mark_ranges_loaded(
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if hasattr(layer, "tf1_variables") and all(name in values for name in layer.tf1_variables())
+    )
     return report
 
 
