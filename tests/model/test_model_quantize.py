@@ -182,3 +182,16 @@ def test_qat_model_converts_to_a_fully_int8_tflite(qat_model, tmp_path):
         # must be no further from TFLite than that (a wrong range or fold would be far outside it).
         kernel_spread = np.abs(xnnpack - reference).mean()
         assert np.abs(xnnpack - expected[key].numpy()).mean() <= 1.5 * kernel_spread + step, key
+
+
+def test_marking_a_model_loaded_keeps_qat_ranges_fresh():
+    from spaghettinet.model.blocks import ConcatQuantizer
+    from spaghettinet.model.quantize import mark_ranges_loaded
+
+    model = build_detector("s", 1, (64, 64))
+    mark_ranges_loaded(model)
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, ConcatQuantizer):
+            assert float(layer.range_steps.numpy()) > 0
+        elif isinstance(layer, ActivationQuantizer) and layer.fixed_range is None:
+            assert float(layer.range_steps.numpy()) == 0  # first QAT batch must replace the placeholder range

@@ -202,12 +202,25 @@ def calibrate_quantization_ranges(model, batches: Iterable) -> int:
     return seen
 
 
-def mark_ranges_loaded(layers: Iterable) -> None:
-    """Make the zero-debiased range EMAs of ``layers`` continue from their current (loaded) values.
+def mark_ranges_loaded(layers_or_model) -> None:
+    """Make the zero-debiased range EMAs continue from their current (loaded) values.
 
     Only for ranges that were actually loaded: a range still at its initial value must be replaced by the first
-    batches it sees, not averaged with them.
+    batches it sees, not averaged with them. :func:`~spaghettinet.model.tf1_checkpoint.load_tf1_checkpoint`
+    already calls this for the ranges it loaded.
+
+    Args:
+        layers_or_model: the layers whose ranges were loaded, or a detector, meaning its TF1-checkpoint ranges
+            (the grouped-concat ranges; the QAT activation ranges are never in a TF1 checkpoint).
     """
+    if hasattr(layers_or_model, "_flatten_layers"):
+        layers = [
+            layer
+            for layer in _all_layers(layers_or_model)
+            if hasattr(layer, "tf1_variables") and isinstance(layer, RangeTracker)
+        ]
+    else:
+        layers = list(layers_or_model)
     for layer in layers:
         if isinstance(layer, RangeTracker) and hasattr(layer, "range_steps"):
             layer.range_steps.assign(LOADED_RANGE_STEPS)
