@@ -26,6 +26,15 @@ def _metrics_table(result, title: str):
     return table
 
 
+def _warn_unused_fields(cfg) -> None:
+    """Name, in one warning, the pipeline.config fields this package does not use."""
+    from spaghettinet.pipeline_config import describe_warnings
+
+    sentence = describe_warnings(cfg)
+    if sentence:
+        err_console.print(f"[yellow]warning:[/] {sentence}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the root app."""
 
@@ -51,8 +60,7 @@ def register(app: typer.Typer) -> None:
         from spaghettinet.training.loop import train
 
         cfg = read_config(config)
-        for warning in cfg.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        _warn_unused_fields(cfg)
         result = train(
             cfg,
             model_dir,
@@ -91,6 +99,7 @@ def register(app: typer.Typer) -> None:
         from spaghettinet.training.checkpoints import require_checkpoint
 
         cfg = read_config(config)
+        _warn_unused_fields(cfg)
         prefix = require_checkpoint(checkpoint)
         target = out if out is not None else Path(prefix).parent / "eval.json"
         result = evaluate(cfg, prefix, out=target)
