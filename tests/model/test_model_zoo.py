@@ -158,9 +158,6 @@ def test_find_checkpoint_prefix_prefers_the_latest_step(tmp_path):
 @pytest.fixture(scope="module")
 def reference_s_tarball(reference_dir, tmp_path_factory) -> Path:
     """A zoo-like tarball around the reference S checkpoint, as the zoo lays it out."""
-    pytest.importorskip(
-        "spaghettinet.model.tf1_checkpoint", reason="model engineer's tf1_checkpoint not there yet"
-    )
     source = reference_dir / "spaghettinet_edgetpu_s_ckpt"
 
     def build(tar):
