@@ -26,6 +26,18 @@ EXTRACTOR_L2_WEIGHT = 1e-5  # slim.l2_regularizer(1e-5) (spec §1.1)
 EXTRACTOR_INIT_STDDEV = 0.03  # truncated_normal(0, 0.03) (spec §1.1)
 
 
+def _track_in_checkpoints(owner, prefix: str, layers: list) -> None:
+    """Make each layer of a Python list an attribute of ``owner`` so ``tf.train.Checkpoint`` saves its variables.
+
+    Keras 3 tracks layers held in a list for ``weights`` and ``_flatten_layers``, but not in TensorFlow's
+    checkpoint object graph: without this, checkpoints silently lack every variable of those layers, and a model
+    restored without the optimizer (export, evaluate) keeps their initial values. Attributes are tracked, and
+    Keras does not count a layer twice.
+    """
+    for index, layer in enumerate(layers):
+        setattr(owner, f"{prefix}_{index}", layer)
+
+
 def slim_l2(weight: float):
     """Keras regularizer equal to slim's ``l2_regularizer(weight)``, i.e. ``weight·Σw²/2`` (spec §3)."""
     return keras.regularizers.L2(weight / 2.0)
@@ -353,6 +365,7 @@ class FusedGroupedBottleneck(_ResidualLayer):
                     quantize_output=False,  # the shared concat range quantizes every slice
                 )
             )
+        _track_in_checkpoints(self, "slice_layer", self.slices)
         self.built = True
 
     def call(self, inputs, training=None):
@@ -518,6 +531,9 @@ class SpaghettiNode(keras.layers.Layer):
                     **kwargs,
                 )
             )
+        _track_in_checkpoints(self, "edge_layer", self.edges)
+        _track_in_checkpoints(self, "merge_quantizer", getattr(self, "merge_quantizers", []))
+        _track_in_checkpoints(self, "block_layer", self.blocks)
 
     def _merge(self, inputs, training):
         """Top-left crop to the edge from the lowest-level source, pairwise sum, ReLU6 (spec §1.2, gotcha 5)."""
