@@ -43,6 +43,12 @@ def s_reader(s_checkpoint):
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
+@pytest.fixture(scope="module")
+def s_model_64():
+    """A small S model shared by the tests that load into it (each load overwrites every weight it reports)."""
+    return build_detector("s", 90, (64, 64))
+
+
 def test_other_num_classes_loads_all_but_the_class_predictors(s_checkpoint, s_reader):
     # Weights do not depend on the input size, so a 128x128 model takes the 320x320 checkpoint.
     model = build_detector("s", num_classes=3, input_size=(128, 128))
@@ -65,7 +71,7 @@ def test_other_num_classes_loads_all_but_the_class_predictors(s_checkpoint, s_re
     assert "fine-tuning" in report.summary()
 
 
-def test_training_state_entries_are_ignored_and_strays_reported(tmp_path, s_reader):
+def test_training_state_entries_are_ignored_and_strays_reported(tmp_path, s_reader, s_model_64):
     arch = "FeatureExtractor/spaghettinet_edgetpu_s/spaghetti_net"
     extra = {
         "global_step": np.array(400000, np.int64),
@@ -80,8 +86,7 @@ def test_training_state_entries_are_ignored_and_strays_reported(tmp_path, s_read
     tensors = {**s_reader, **extra}
     del tensors[f"{arch}/c0n5_1/pointwise/BatchNorm/gamma"]
     prefix = _save_tf1_checkpoint(tmp_path / "model.ckpt-7", tensors)
-    model = build_detector("s", 90, (64, 64))
-    report = load_tf1_checkpoint(model, tmp_path)  # a folder works too
+    report = load_tf1_checkpoint(s_model_64, tmp_path)  # a folder works too
     assert sorted(report.ignored) == sorted(set(extra) - {"SomethingElse/weights"})
     assert report.unused == ["SomethingElse/weights"]
     assert report.missing == [f"{arch}/c0n5_1/pointwise/BatchNorm/gamma"]
@@ -118,8 +123,8 @@ def test_checkpoint_of_another_variant_names_it(s_checkpoint):
         load_tf1_checkpoint(model, s_checkpoint)
 
 
-def test_missing_and_corrupt_checkpoints_are_data_errors(tmp_path, s_checkpoint):
-    model = build_detector("s", 90, (64, 64))
+def test_missing_and_corrupt_checkpoints_are_data_errors(tmp_path, s_checkpoint, s_model_64):
+    model = s_model_64
     with pytest.raises(DataError, match="not found"):
         load_tf1_checkpoint(model, tmp_path / "nothing" / "model.ckpt")
     with pytest.raises(DataError, match="no TF checkpoint"):
@@ -128,8 +133,11 @@ def test_missing_and_corrupt_checkpoints_are_data_errors(tmp_path, s_checkpoint)
     corrupt.mkdir()
     shutil.copy(f"{s_checkpoint}.index", corrupt / "model.ckpt.index")
     (corrupt / "model.ckpt.data-00000-of-00001").write_bytes(b"\0" * 100)
+    stem = model.get_layer("s0").stem.kernel
+    stem.assign(np.zeros(stem.shape, np.float32))
     with pytest.raises(DataError, match="corrupt"):
         load_tf1_checkpoint(model, corrupt / "model.ckpt")
+    assert not np.any(stem.numpy())  # nothing was assigned: no half-loaded model
     other = _save_tf1_checkpoint(tmp_path / "other.ckpt", {"conv/weights": np.zeros(3, np.float32)})
     with pytest.raises(DataError, match="not a SpaghettiNet"):
         load_tf1_checkpoint(model, other)
