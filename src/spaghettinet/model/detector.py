@@ -70,7 +70,7 @@ def build_detector(
         >>> model = build_detector("s", num_classes=3, input_size=(128, 128))
         >>> outputs = model(np.zeros([1, 128, 128, 3], np.float32))
         >>> outputs["class_logits"].shape, model.anchors.shape
-        (TensorShape([1, 348, 4]), (348, 4))
+        (TensorShape([1, 324, 4]), (324, 4))
     """
     arch = get_architecture(variant)
     height, width = _check_input_size(input_size)
