@@ -20,62 +20,57 @@ from spaghettinet.errors import SpaghettiError, UsageError
 
 INPUT_SIZE = (128, 128)
 SCORE_THRESHOLD = 0.005  # a few training steps leave scores near the focal prior (~0.01): keep detections
+TRAIN_IMAGES = 24
+TRAIN_STEPS = 40
 
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory) -> dict:
-    """Demo photos → label map → TFRecords → config → checkpoint → export (PTQ int8)."""
+    """Demo photos → split → label map → TFRecords → config → ``train`` (a short real run) → export (PTQ int8).
+
+    The model is a real but barely trained one, as users export early: its activation ranges are the hard case
+    (dead or constant channels) that once gave int8 models XNNPACK refused to load.
+    """
     from spaghettinet.data.demo import make_demo
     from spaghettinet.data.labelmap import labelmap
+    from spaghettinet.data.split import split
     from spaghettinet.data.tfrecord import tfrecord
     from spaghettinet.deploy.export import export
-    from spaghettinet.deploy.runtime import resize_for_model
-    from spaghettinet.model.detector import build_detector
-    from spaghettinet.pipeline_config import PipelineConfig, write_config
-    from spaghettinet.training.checkpoints import TrainingState, make_checkpoint
+    from spaghettinet.pipeline_config import read_config, write_config
+    from spaghettinet.pipeline_config.generate import config
+    from spaghettinet.training.loop import train
 
     root = tmp_path_factory.mktemp("export")
-    make_demo(root / "photos", images=8, seed=3)
-    label_map = labelmap(root / "photos", root / "label_map.pbtxt")
-    tfrecord(root / "train.record", root / "label_map.pbtxt", split_dir=root / "photos")
-    cfg = PipelineConfig()
-    cfg = replace(
-        cfg,
-        model=replace(cfg.model, variant="s", num_classes=label_map.num_classes, input_size=INPUT_SIZE),
-        train=replace(
-            cfg.train,
-            batch_size=2,
-            num_steps=4,
-            warmup_steps=0,
-            total_steps=4,
-            learning_rate_base=0.01,
-            warmup_learning_rate=0.001,
-        ),
-        train_input=replace(cfg.train_input, label_map_path="label_map.pbtxt", input_paths=["train.record"]),
-        eval_input=replace(cfg.eval_input, label_map_path="label_map.pbtxt", input_paths=["train.record"]),
-        quantization=None,
+    make_demo(root / "photos", images=TRAIN_IMAGES, seed=3)
+    split(root / "photos", root / "split", seed=0)
+    label_map = labelmap(root / "split", root / "label_map.pbtxt")
+    tfrecord(root / "train.record", root / "label_map.pbtxt", split_dir=root / "split" / "train")
+    tfrecord(root / "test.record", root / "label_map.pbtxt", split_dir=root / "split" / "test")
+    cfg = config(
+        "s",
+        root / "label_map.pbtxt",
+        root / "train.record",
+        root / "test.record",
+        root / "pipeline.config",
+        steps=TRAIN_STEPS,
+        batch_size=4,
+        input_size=INPUT_SIZE[0],
+        quantize=False,
     )
-    config_path = write_config(cfg, root / "pipeline.config")
-    # A checkpoint as `train` writes it. The model is untrained (class bias at the focal prior, scores ~0.01)
-    # but its always-on concat fake-quant ranges are set by training-mode passes over the photos, as the first
-    # training steps would set them; degenerate ranges would make a PTQ model XNNPACK cannot prepare.
-    model = build_detector("s", label_map.num_classes, input_size=INPUT_SIZE)
-    batch = np.stack(
-        [resize_for_model(_pixels(p), INPUT_SIZE) for p in sorted((root / "photos").glob("*.jpg"))]
-    )
-    for _ in range(3):
-        model(batch * (2 / 255) - 1, training=True)
-    state = TrainingState()
-    state.step.assign(3)
-    make_checkpoint(model, state).write(str(root / "model" / "ckpt-3"))
+    # The rate the size rules pick for so few images barely moves the scores off the prior in TRAIN_STEPS steps,
+    # leaving ties that make detection comparisons arbitrary; this rate separates them.
+    faster = replace(cfg.train, learning_rate_base=0.05, warmup_learning_rate=0.01)
+    cfg = read_config(write_config(replace(cfg, train=faster), cfg.path))
+    train(cfg, root / "model", steps=TRAIN_STEPS, evaluate_at_end=False, show_progress=False)
     result = export(
-        config_path, root / "model", root / "exported", score_threshold=SCORE_THRESHOLD, calibration_images=8
+        cfg.path, root / "model", root / "exported", score_threshold=SCORE_THRESHOLD, calibration_images=16
     )
     return {
         "root": root,
         "result": result,
         "class_names": label_map.names,
-        "photos": sorted((root / "photos").glob("*.jpg")),
+        "photos": sorted((root / "split" / "test").glob("*.jpg")),
+        "test_images": len(list((root / "split" / "test").glob("*.jpg"))),
     }
 
 
@@ -135,15 +130,20 @@ def test_metadata_labels_and_normalization(exported):
 
 
 def test_litert_and_mediapipe_agree(exported):
-    """MediaPipe's ObjectDetector reads our metadata and gives LiteRT's boxes, labels and scores."""
+    """MediaPipe's ObjectDetector reads our metadata and gives LiteRT's boxes, labels and scores.
+
+    Both get the same pixels: the photo already at the model's input size, so MediaPipe's own resize (which
+    samples differently from training's) is not part of the comparison, only the model and its metadata are.
+    """
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
     names = exported["class_names"]
-    image = _pixels(exported["photos"][0])
-    height, width = image.shape[:2]
+    image = np.clip(np.rint(resize_for_model(_pixels(exported["photos"][0]), INPUT_SIZE)), 0, 255)
+    image = image.astype(np.uint8)
+    height, width = INPUT_SIZE
     for path in (exported["result"].float_model, exported["result"].int8_model):
-        litert = TfliteDetector(path).detect(resize_for_model(image, INPUT_SIZE))
+        litert = TfliteDetector(path).detect(image)
         assert litert.num > 0, f"{path.name} found nothing; the comparison would be empty"
         options = vision.ObjectDetectorOptions(
             base_options=BaseOptions(model_asset_path=str(path)), score_threshold=0.0, max_results=10
@@ -154,22 +154,46 @@ def test_litert_and_mediapipe_agree(exported):
             )
         found = result.detections
         assert len(found) == litert.num
-        for i, detection in enumerate(found):
+        # Matched as sets: equal scores (common in a barely trained model) may come out in another order.
+        unmatched = list(found)
+        for i in range(litert.num):
             ymin, xmin, ymax, xmax = np.clip(litert.boxes[i], 0, 1) * [height, width, height, width]
-            box = detection.bounding_box
-            assert box.origin_x == pytest.approx(xmin, abs=1.0)
-            assert box.origin_y == pytest.approx(ymin, abs=1.0)
-            assert box.origin_x + box.width == pytest.approx(xmax, abs=1.5)  # two roundings to whole pixels
-            assert box.origin_y + box.height == pytest.approx(ymax, abs=1.5)
-            assert detection.categories[0].category_name == names[litert.classes[i]]
-            assert detection.categories[0].score == pytest.approx(float(litert.scores[i]), abs=0.01)
+            expected = {
+                "box": (xmin, ymin, xmax, ymax),
+                "label": names[litert.classes[i]],
+                "score": float(litert.scores[i]),
+            }
+            same = [d for d in unmatched if _same_detection(d, expected)]
+            assert same, f"{path.name}: LiteRT detection {expected} not found in MediaPipe's {unmatched}"
+            unmatched.remove(same[0])
+
+
+def _same_detection(detection, expected: dict) -> bool:
+    """A MediaPipe detection equals a LiteRT one: same label, score within 0.01, box within one pixel.
+
+    MediaPipe reports whole pixels (origin and size each truncated), so each of its four numbers is compared
+    with LiteRT's to within one pixel.
+    """
+    box = detection.bounding_box
+    xmin, ymin, xmax, ymax = expected["box"]
+    return (
+        abs(box.origin_x - xmin) <= 1.0
+        and abs(box.origin_y - ymin) <= 1.0
+        and abs(box.width - (xmax - xmin)) <= 1.0
+        and abs(box.height - (ymax - ymin)) <= 1.0
+        and detection.categories[0].category_name == expected["label"]
+        and abs(detection.categories[0].score - expected["score"]) <= 0.01
+    )
 
 
 def test_int8_and_float_match_postprocess_reference(exported):
     """The float model's fused op gives the numpy reference post-processing's detections for the Keras model."""
     report = json.loads(exported["result"].report_path.read_text())
     checks = report["checks"]
-    assert checks["images"] == 8
+    assert checks["images"] == exported["test_images"]
+    for key in ("map_float", "map_int8"):
+        assert set(checks[key]) >= {"AP", "AP50", "AP75", "per_class_ap"}
+        assert sorted(checks[key]["per_class_ap"]) == sorted(exported["class_names"])
     float_vs_keras = checks["float_vs_keras"]
     assert float_vs_keras["reference_detections"] > 0
     assert float_vs_keras["matched_fraction"] >= 0.9
@@ -256,16 +280,99 @@ def test_signature_string_follows_the_exporter_format():
         tflite.postprocess_signature(tflite.PostprocessSettings(num_classes=4, iou_threshold=0.0))
 
 
-def test_calibration_pins_the_uint8_range():
-    image = np.full((8, 8, 3), 100, np.uint8)
-    image[4, 4] = 255  # scales to 1.0, above what uint8 255 stands for (254/255): must not widen the range
-    (batch,) = list(tflite.pinned_calibration_images([image]))
-    assert batch.shape == (1, 8, 8, 3)
-    assert batch.min() == pytest.approx(-128 * 2 / 255) and batch.max() == pytest.approx(127 * 2 / 255)
-    assert batch[0, 5, 5, 0] == pytest.approx(100 * 2 / 255 - 1)
-
-
 def test_labels_text_rejects_line_breaks():
     assert metadata.labels_text(["a", "b"]) == "a\nb\n"
     with pytest.raises(SpaghettiError):
         metadata.labels_text(["a\nb"])
+
+
+def test_int8_activation_scales_are_not_degenerate(exported):
+    """No activation scale below a dead range's: degenerate scales are what XNNPACK refuses to prepare."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(
+        bytearray(exported["result"].int8_model.read_bytes())
+    )
+    int8_type = 9  # schema TensorType.INT8
+    scales = [
+        float(tensor.quantization.scale[0])
+        for tensor in model.subgraphs[0].tensors
+        if tensor.type == int8_type
+        and model.buffers[tensor.buffer].data is None  # activations only (weights carry their own data)
+        and tensor.quantization is not None
+        and tensor.quantization.scale is not None
+        and len(tensor.quantization.scale) == 1
+    ]
+    assert scales, "no int8 activation tensors found"
+    assert min(scales) >= tflite.DEAD_RANGE_WIDTH / 255
+    ranges = json.loads(exported["result"].report_path.read_text())["int8_ranges"]
+    assert ranges["range_floor"] in tflite.RANGE_FLOORS
+
+
+def test_floor_widens_dead_and_narrow_ranges():
+    from spaghettinet.model.quantize import ActivationQuantizer
+    from spaghettinet.tf_runtime import import_keras
+
+    keras = import_keras()
+    layers = [ActivationQuantizer(name=name) for name in ("dead", "narrow", "live")]
+    model = keras.Sequential([keras.Input((4,)), *layers])
+    for layer, (low, high) in zip(layers, ((0.0, 0.0), (0.0, 0.004), (-2.0, 3.0)), strict=True):
+        layer.range_min.assign(low)
+        layer.range_max.assign(high)
+
+    def ranges():
+        return [(float(x.range_min.numpy()), float(x.range_max.numpy())) for x in layers]
+
+    assert tflite.floor_activation_ranges(model) == ["dead"]
+    assert ranges() == [
+        (0.0, pytest.approx(tflite.DEAD_RANGE_FILL)),
+        (0.0, pytest.approx(0.004)),
+        (-2.0, 3.0),
+    ]
+    assert tflite.floor_activation_ranges(model, min_width=0.01) == ["narrow"]
+    assert ranges()[1] == (0.0, pytest.approx(0.01)) and ranges()[2] == (-2.0, 3.0)
+
+
+def test_cli_predict_on_int8_model(exported, tmp_path):
+    from typer.testing import CliRunner
+
+    from spaghettinet.cli import app
+
+    photos = exported["photos"][:2]
+    outcome = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(exported["result"].int8_model),
+            *map(str, photos),
+            "--out",
+            str(tmp_path / "pred"),
+            "--threshold",
+            "0",
+        ],
+    )
+    assert outcome.exit_code == 0, outcome.output
+    document = json.loads((tmp_path / "pred" / "detections.json").read_text())
+    assert len(document["images"]) == 2
+    assert all(entry["detections"] for entry in document["images"])
+    assert all(label in exported["class_names"] for e in document["images"] for label in _labels(e))
+    assert len(list((tmp_path / "pred").glob("*.png"))) == 2
+
+
+def _labels(entry: dict) -> list[str]:
+    return [detection["label"] for detection in entry["detections"]]
+
+
+def test_cli_export_table_shows_float_and_int8_map(exported):
+    from rich.console import Console
+
+    from spaghettinet.cli.export import _export_table
+
+    report = json.loads(exported["result"].report_path.read_text())
+    console = Console(width=200, record=True)
+    console.print(_export_table(report))
+    text = console.export_text()
+    checks = report["checks"]
+    row = next(line for line in text.splitlines() if "COCO AP50 float / int8" in line)
+    assert f"{checks['map_float']['AP50']:.3f} / {checks['map_int8']['AP50']:.3f}" in row
+    assert "int8 ranges widened" in text

@@ -28,6 +28,10 @@ def _export_table(report: dict) -> Table:
         table.add_row("int8 input", f"{q['type']} scale {q['scale']:.6f} zero point {q['zero_point']}")
         table.add_row("int8 ops", ", ".join(f"{k} {v}" for k, v in int8["op_counts"].items()))
         table.add_row("float ops outside post-processing", ", ".join(int8["float_ops"]) or "none")
+    ranges = report.get("int8_ranges")
+    if ranges:
+        widened = ", ".join(ranges["widened_ranges"]) or "none"
+        table.add_row("int8 ranges widened", f"{widened} (floor {ranges['range_floor']})")
     edgetpu = report.get("edgetpu")
     if edgetpu:
         table.add_row("Edge TPU problems", "; ".join(edgetpu["problems"]) or "none found")
@@ -40,18 +44,18 @@ def _export_table(report: dict) -> Table:
             f"matched {c['matched']}/{c['reference_detections']}, mean IoU {c['mean_iou']}, "
             f"max |score diff| {c['max_score_difference']}",
         )
-        for key in ("map_float", "map_int8"):
-            value = checks[key]
-            if isinstance(value, dict):
-                shown = ", ".join(
-                    f"{k} {v:.3f}" for k, v in value.items() if k in ("mAP", "AP50", "AP75", "map")
-                )
-                table.add_row(key, shown or json.dumps(value)[:120])
-            else:
-                table.add_row(key, str(value))
+        for metric in ("AP", "AP50", "AP75"):
+            shown = [_metric(checks.get(key), metric) for key in ("map_float", "map_int8")]
+            table.add_row(f"COCO {metric} float / int8", " / ".join(shown))
     elif "status" in checks:
         table.add_row("accuracy checks", checks["status"])
     return table
+
+
+def _metric(section, name: str) -> str:
+    """One COCO number of a report section for the table ('-' where COCO has none)."""
+    value = section.get(name) if isinstance(section, dict) else None
+    return "-" if value is None else f"{value:.3f}"
 
 
 def register(app: typer.Typer) -> None:

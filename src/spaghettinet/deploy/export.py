@@ -184,30 +184,41 @@ def _tflite_detections(detector, pixels: np.ndarray):
     return np.clip(found.boxes, 0.0, 1.0), found.classes, found.scores
 
 
-def _coco_map(examples: list, detections: list, num_classes: int) -> dict | str:
-    """COCO metrics of ``detections`` on ``examples`` via ``evaluation.coco.coco_metrics``; a reason if unavailable."""
-    try:
-        from spaghettinet.evaluation.coco import coco_metrics
-    except ImportError:
-        return "skipped: spaghettinet.evaluation.coco is not available"
+def _coco_map(examples: list, detections: list, class_names: list[str]) -> dict:
+    """COCO metrics of per-image ``(boxes, classes 0-based, scores)`` against the examples' ground truth.
+
+    Args:
+        examples: ``data.tfrecord.Example`` records (normalized boxes, 1-based classes).
+        detections: per example, ``(boxes [K, 4] normalized, classes [K] 0-based, scores [K])``.
+        class_names: label-map names of classes 1..C.
+
+    Returns:
+        ``AP``, ``AP50``, ``AP75`` (None where COCO has no value) and ``per_class_ap``.
+    """
+    from spaghettinet.evaluation.coco import ImageDetections, ImageGroundTruth, coco_metrics
+
     ground_truth = [
-        {
-            "boxes": np.asarray(e.boxes, np.float32),
-            "classes": np.asarray(e.classes) - 1,
-            "height": e.height,
-            "width": e.width,
-        }
-        for e in examples
+        ImageGroundTruth(
+            image_id=index,
+            width=int(example.width),
+            height=int(example.height),
+            boxes=np.asarray(example.boxes, np.float32).reshape(-1, 4),
+            classes=np.asarray(example.classes, np.int64),
+            file_name=example.filename,
+        )
+        for index, example in enumerate(examples)
     ]
     predicted = [
-        {"boxes": np.asarray(b, np.float32), "classes": np.asarray(c), "scores": np.asarray(s)}
-        for b, c, s in detections
+        ImageDetections(
+            image_id=index,
+            boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+            scores=np.asarray(scores, np.float32),
+            classes=np.asarray(classes, np.int64),
+        )
+        for index, (boxes, classes, scores) in enumerate(detections)
     ]
-    try:
-        metrics = coco_metrics(ground_truth, predicted, num_classes=num_classes)
-    except TypeError as exc:  # interface mismatch with the colleague module: report, do not fail the export
-        return f"skipped: coco_metrics interface not understood ({exc})"
-    return {k: float(v) for k, v in dict(metrics).items() if isinstance(v, int | float | np.floating)}
+    result = coco_metrics(ground_truth, predicted, class_names)
+    return {"AP": result.ap, "AP50": result.ap50, "AP75": result.ap75, "per_class_ap": result.per_class_ap}
 
 
 def export(
@@ -288,15 +299,23 @@ def export(
     size = tuple(int(v) for v in cfg.model.input_size)
 
     test_examples = load_images(cfg, cfg.eval_input, check_images) if quantization != "none" else []
-    calibration = []
-    if quantization == "ptq":
-        train_examples = load_images(cfg, cfg.train_input, calibration_images)
-        if not train_examples:
-            raise DataError(
-                "post-training quantization needs training images, and train_input_reader lists no readable records",
-                cfg.path,
-            )
-        calibration = [_model_pixels(e, size) for e in train_examples]
+    train_examples = load_images(cfg, cfg.train_input, calibration_images)
+    if quantization == "ptq" and not train_examples:
+        raise DataError(
+            "post-training quantization needs training images, and train_input_reader lists no readable records",
+            cfg.path,
+        )
+    # Ranges the checkpoint did not train (all activation ranges without QAT, and any variable the checkpoint
+    # lacks) are set from real training images, so neither the int8 model nor the always-on concat ranges of
+    # the float model keep their (0, 6) placeholders.
+    calibrated = []
+    if train_examples:
+        calibrated = tflite.calibrate_activation_ranges(
+            model,
+            [_model_pixels(e, size) for e in train_examples],
+            # PTQ asked of a QAT checkpoint: quantize its weights with ranges from calibration alone.
+            only_untrained=not (quantization == "ptq" and checkpoint_is_qat),
+        )
 
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {
@@ -307,6 +326,8 @@ def export(
         "postprocess": asdict(settings) | {"signature": tflite.postprocess_signature(settings)},
         "class_names": class_names,
         "input_size": list(size),
+        "calibration_images": len(train_examples),
+        "calibrated_ranges": calibrated,
     }
 
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as scratch:
@@ -317,15 +338,12 @@ def export(
             tflite.write_saved_model(model, settings, saved_model_tmp)
             float_bytes = metadata.add_metadata(tflite.convert_float(saved_model_tmp), class_names)
         int8_bytes = None
-        if quantization == "ptq":
-            int8_bytes = tflite.convert_int8_ptq(out / "saved_model", calibration)
-        elif quantization == "qat":
-            set_quantization_aware(model, True)
-            qat_dir = Path(scratch) / "saved_model_qat"
-            tflite.write_saved_model(model, settings, qat_dir)
-            int8_bytes = tflite.convert_int8_qat(qat_dir)
-            set_quantization_aware(model, False)
+        if quantization != "none":
+            # PTQ and QAT both convert the model's own fake-quant graph, so every range is ours (calibrated on
+            # real images or trained) and floored: XNNPACK refuses degenerate ranges (tflite.convert_int8).
+            int8_bytes, report["int8_ranges"] = tflite.convert_int8(model, settings, scratch)
 
+    _check_loads(float_bytes, "model_float.tflite", report, out)
     labels_path = write_text_atomic(out / "labels.txt", metadata.labels_text(class_names))
     float_path = write_bytes_atomic(out / "model_float.tflite", float_bytes)
     report["files"] = {"model_float.tflite": len(float_bytes)}
@@ -354,9 +372,12 @@ def export(
                 out,
             )
         int8_bytes = metadata.add_metadata(int8_bytes, class_names)
+        _check_loads(int8_bytes, "model_int8.tflite", report, out)
         int8_path = write_bytes_atomic(out / "model_int8.tflite", int8_bytes)
         report["files"]["model_int8.tflite"] = len(int8_bytes)
-        report["checks"] = _accuracy_checks(model, settings, float_bytes, int8_bytes, test_examples, size)
+        report["checks"] = _accuracy_checks(
+            model, settings, float_bytes, int8_bytes, test_examples, size, class_names
+        )
 
     report_path = write_text_atomic(out / "export_report.json", json.dumps(report, indent=2, default=str))
     return ExportResult(
@@ -372,7 +393,27 @@ def export(
     )
 
 
-def _accuracy_checks(model, settings, float_bytes: bytes, int8_bytes: bytes, examples: list, size) -> dict:
+def _check_loads(flatbuffer: bytes, name: str, report: dict, out: Path) -> None:
+    """Raise unless LiteRT loads the model with its default delegates (XNNPACK), as MediaPipe and apps do.
+
+    The model is not written when it fails; the report is, so the user sees how far the export got.
+    """
+    from spaghettinet.deploy.runtime import TfliteDetector
+
+    try:
+        TfliteDetector(flatbuffer)
+    except DataError as exc:
+        report_path = write_text_atomic(out / "export_report.json", json.dumps(report, indent=2, default=str))
+        raise SpaghettiError(
+            f"LiteRT with its default delegate (XNNPACK) cannot load the converted {name}, so no client could run "
+            f"it; it was not written (details in {report_path}): {exc.message}",
+            out,
+        ) from exc
+
+
+def _accuracy_checks(
+    model, settings, float_bytes: bytes, int8_bytes: bytes, examples: list, size, class_names: list[str]
+) -> dict:
     """int8 vs Keras detections and float vs int8 mAP on the test images."""
     from spaghettinet.deploy.runtime import TfliteDetector
 
@@ -390,6 +431,6 @@ def _accuracy_checks(model, settings, float_bytes: bytes, int8_bytes: bytes, exa
         "images": len(examples),
         "int8_vs_keras": compare_detections(keras_found, int8_found),
         "float_vs_keras": compare_detections(keras_found, float_found),
-        "map_float": _coco_map(examples, float_found, settings.num_classes),
-        "map_int8": _coco_map(examples, int8_found, settings.num_classes),
+        "map_float": _coco_map(examples, float_found, class_names),
+        "map_int8": _coco_map(examples, int8_found, class_names),
     }

@@ -3,9 +3,10 @@
 The detector's raw outputs (box encodings and logits) are wrapped in a serving function that applies the sigmoid
 and hands them, with the anchors as a center-size constant, to an empty ``tf.function`` whose
 ``experimental_implements`` string names the TFLite custom op and its attributes (spec §5.4). The TFLite converter
-replaces that function with the fused op. Three conversions are offered: float32, full-int8 by post-training
-quantization (PTQ, calibrated on real images) and full-int8 of a quantization-aware (QAT) model (no calibration).
-After conversion the subgraph outputs are rewritten to the op's own order and canonical names, because the
+replaces that function with the fused op. Two conversions are offered: float32, and full-int8 through the model's
+own fake-quant graph (:func:`convert_int8`), used both for post-training quantization (untrained ranges calibrated
+on real images) and for a quantization-aware checkpoint (ranges trained); either way every range is floored so
+that LiteRT's default XNNPACK delegate accepts the model. After conversion the subgraph outputs are rewritten to the op's own order and canonical names, because the
 converter's order is not the op's (stack.md §3.2).
 
 TensorFlow is imported inside the functions (``tf_runtime.import_tensorflow``) so importing this module is cheap.
@@ -13,7 +14,6 @@ TensorFlow is imported inside the functions (``tf_runtime.import_tensorflow``) s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +36,18 @@ INPUT_NAME = "image"
 UINT8_INPUT_SCALE = 2.0 / 255.0
 UINT8_INPUT_ZERO_POINT = 128
 
-#: Real values that uint8 0 and 255 stand for under (2/255, 128). Pinning one calibration pixel to each makes the
-#: calibrated input range exactly [-256/255, 254/255], i.e. scale 2/255 and zero point 128 (stack.md §3.4).
-_CALIBRATION_LOW = (0 - UINT8_INPUT_ZERO_POINT) * UINT8_INPUT_SCALE
-_CALIBRATION_HIGH = (255 - UINT8_INPUT_ZERO_POINT) * UINT8_INPUT_SCALE
+#: A range narrower than this is "dead": the tensor was (almost) constant on every calibration image, typically
+#: channels an untrained or briefly trained model leaves at zero. The converter would give it a scale of ~1e-9,
+#: whose ratio to its neighbours' scales XNNPACK (LiteRT's default CPU delegate) refuses.
+DEAD_RANGE_WIDTH = 1e-5
+#: Width given to a dead range: a step of 0.1/255 keeps every ratio to a neighbouring ReLU6 range (6/255) within
+#: the [2**-8, 2**8) that XNNPACK's kernels accept, and still represents 0 exactly.
+DEAD_RANGE_FILL = 0.1
+#: Minimum widths tried in turn for every live range when XNNPACK still refuses the model: the model's own ranges
+#: first (0.0: only dead ranges change), wider floors only if needed.
+RANGE_FLOORS: tuple[float, ...] = (0.0, 1e-3, 1e-2, 0.1)
+#: Images per calibration pass of post-training quantization.
+CALIBRATION_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -241,60 +249,175 @@ def convert_float(saved_model_dir: str | Path) -> bytes:
     return canonicalize_outputs(_convert(_converter(saved_model_dir), "float32"))
 
 
-def pinned_calibration_images(images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """Calibration inputs: each image scaled to [-1, 1], with two pixels pinned to the uint8 range's ends.
+def range_layers(model) -> list:
+    """The layers of ``model`` that hold a tracked activation range (``min`` / ``max`` / ``range_steps``)."""
+    from spaghettinet.model.quantize import RangeTracker
 
-    Real photos rarely reach both -1 and +1 in every channel; calibrating on them would give the uint8 input a
-    scale other than 2/255 and MediaPipe, which feeds raw pixels, would be silently mis-scaled (stack.md §3.4).
-    Pixel (0, 0) is set to the value uint8 0 stands for and pixel (0, 1) to the value uint8 255 stands for, and
-    values are clipped to that range, so the calibrated range is exactly that of (2/255, 128).
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if isinstance(layer, RangeTracker) and hasattr(layer, "range_steps")
+    ]
+
+
+def _range_values(layers: list) -> list[tuple[float, float, float]]:
+    return [
+        (float(layer.range_min.numpy()), float(layer.range_max.numpy()), float(layer.range_steps.numpy()))
+        for layer in layers
+    ]
+
+
+def _set_range_values(layers: list, values: list[tuple[float, float, float]]) -> None:
+    for layer, (low, high, steps) in zip(layers, values, strict=True):
+        layer.range_min.assign(low)
+        layer.range_max.assign(high)
+        layer.range_steps.assign(steps)
+
+
+def calibrate_activation_ranges(
+    model, images: list[np.ndarray], batch_size: int = CALIBRATION_BATCH, only_untrained: bool = True
+) -> list[str]:
+    """Set, from real images, every activation range that the checkpoint did not train; keep the others.
+
+    A range that saw batches (``range_steps > 0``: a QAT checkpoint's ranges, the always-on concat ranges that
+    float training tracks) is part of the trained model and stays as it is. A range with ``range_steps == 0``
+    still holds its placeholder (0, 6): either the checkpoint was trained without QAT (post-training
+    quantization), or the checkpoint did not hold that variable. It becomes the zero-debiased moving average of
+    the calibration batches' min / max, computed by quantization-aware training-mode passes, in which batch norm
+    uses its moving statistics and only the ranges change (``model.quantize.calibrate_quantization_ranges``).
+    The model's mode is restored afterwards.
 
     Args:
-        images: uint8 or float ``[H, W, 3]`` arrays of raw pixel values in [0, 255], already at the model size.
-
-    Yields:
-        float32 ``[1, H, W, 3]`` arrays.
-    """
-    for image in images:
-        # Clip to what uint8 can represent under (2/255, 128): pixel 255 scales to 1.0, one step above 254/255,
-        # and would otherwise widen the calibrated range (scale 2.004/255 instead of 2/255).
-        scaled = np.clip(
-            np.asarray(image, dtype=np.float32) * (2.0 / 255.0) - 1.0, _CALIBRATION_LOW, _CALIBRATION_HIGH
-        )
-        scaled[0, 0, :] = _CALIBRATION_LOW
-        scaled[0, 1, :] = _CALIBRATION_HIGH
-        yield scaled[np.newaxis]
-
-
-def convert_int8_ptq(saved_model_dir: str | Path, calibration_images: list[np.ndarray]) -> bytes:
-    """Full-int8 ``.tflite`` by post-training quantization, uint8 input, float outputs from the op.
-
-    Args:
-        saved_model_dir: from :func:`write_saved_model`.
-        calibration_images: real training images, ``[H, W, 3]`` raw pixels at the model's input size (a few
-            dozen are enough).
+        model: a detector (float or quantization-aware mode).
+        images: raw RGB pixels ``[H, W, 3]`` in [0, 255] at the model's input size.
+        batch_size: images per calibration pass.
+        only_untrained: False calibrates every range afresh (post-training quantization of a QAT checkpoint's
+            weights, for comparing PTQ with QAT).
 
     Returns:
-        The model bytes, outputs in canonical order, input quantization checked to be (2/255, 128).
+        Names of the layers whose range was calibrated.
     """
-    tf = import_tensorflow()
-    if not calibration_images:
+    from spaghettinet.model.quantize import (
+        calibrate_quantization_ranges,
+        is_quantization_aware,
+        set_quantization_aware,
+    )
+
+    if not images:
         raise DataError("no calibration images: post-training quantization needs real training images")
-    converter = _converter(saved_model_dir)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x] for x in pinned_calibration_images(calibration_images))
-    converter.target_spec.supported_ops = [
-        tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-        tf.lite.OpsSet.TFLITE_BUILTINS,
-    ]
-    converter.inference_input_type = tf.uint8
-    flatbuffer = canonicalize_outputs(_convert(converter, "int8, post-training quantization"))
-    check_uint8_input(flatbuffer)
-    return flatbuffer
+    layers = range_layers(model)
+    before = _range_values(layers)
+    untrained = [old[2] == 0 or not only_untrained for old in before]
+    if not any(untrained):
+        return []
+    for layer, fresh in zip(layers, untrained, strict=True):
+        if fresh:  # zero-debiasing then makes the first calibration batch set the range, not average with it
+            layer.range_steps.assign(0.0)
+    was_quantization_aware = is_quantization_aware(model)
+    set_quantization_aware(model, True)
+    try:
+        batches = (
+            np.stack(images[start : start + batch_size]).astype(np.float32) * (2.0 / 255.0) - 1.0
+            for start in range(0, len(images), batch_size)
+        )
+        calibrate_quantization_ranges(model, batches)
+    finally:
+        set_quantization_aware(model, was_quantization_aware)
+    after = _range_values(layers)
+    _set_range_values(
+        layers, [new if fresh else old for old, new, fresh in zip(before, after, untrained, strict=True)]
+    )
+    return [layer.name for layer, fresh in zip(layers, untrained, strict=True) if fresh]
+
+
+def floor_activation_ranges(model, min_width: float = 0.0) -> list[str]:
+    """Widen degenerate activation ranges: dead ones to :data:`DEAD_RANGE_FILL`, others to at least ``min_width``.
+
+    The upper end moves and 0 stays inside. A dead range belongs to a tensor that was 0 (or constant) on every
+    calibration image, so a wider range changes nothing the model computes there; it only keeps the scale in a
+    ratio to its neighbours that XNNPACK accepts.
+
+    Args:
+        model: a detector (any mode).
+        min_width: narrowest ``max - min`` allowed for live ranges (0: leave them as they are).
+
+    Returns:
+        Names of the layers whose range was widened.
+    """
+    widened = []
+    for layer in range_layers(model):
+        low = min(float(layer.range_min.numpy()), 0.0)
+        high = max(float(layer.range_max.numpy()), 0.0)
+        width = DEAD_RANGE_FILL if high - low < DEAD_RANGE_WIDTH else max(high - low, min_width)
+        if width > high - low:
+            layer.range_min.assign(low)
+            layer.range_max.assign(low + width)
+            widened.append(layer.name)
+    return widened
+
+
+def _xnnpack_refusal(flatbuffer: bytes) -> str | None:
+    """Why LiteRT with its default delegates (XNNPACK) cannot load the model, or None when it can."""
+    from spaghettinet.deploy.runtime import TfliteDetector
+
+    try:
+        TfliteDetector(flatbuffer)
+    except DataError as exc:
+        return exc.message
+    return None
+
+
+def convert_int8(model, settings: PostprocessSettings, work_dir: str | Path) -> tuple[bytes, dict]:
+    """Full-int8 ``.tflite`` through the model's own fake-quant graph: uint8 pixels in, float outputs from the op.
+
+    Post-training quantization and a quantization-aware checkpoint go the same way: the model is switched to
+    quantization-aware mode (batch norm folded, per-channel weight fake-quant, activation fake-quant with the
+    model's ranges: call :func:`calibrate_activation_ranges` first for those that were not trained), dead ranges
+    are widened (:func:`floor_activation_ranges`), and the graph is converted with its fake-quant ranges, so every
+    range in the file is one we chose, never one the converter derived from a degenerate calibration. If LiteRT's
+    default delegate still refuses the model, live ranges get the next floor of :data:`RANGE_FLOORS` and the
+    conversion is repeated. The model's mode and ranges are restored afterwards.
+
+    Args:
+        model: detector restored from a checkpoint (float or quantization-aware mode).
+        settings: post-processing attributes.
+        work_dir: scratch folder for the quantization-aware SavedModels.
+
+    Returns:
+        ``(bytes, info)``: the model (outputs in canonical order, input checked to be uint8 (2/255, 128)) and
+        ``{"range_floor": ..., "widened_ranges": [layer names]}``.
+
+    Raises:
+        SpaghettiError: XNNPACK refuses the model even with the widest floor.
+    """
+    from spaghettinet.model.quantize import is_quantization_aware, set_quantization_aware
+
+    layers = range_layers(model)
+    original = _range_values(layers)
+    was_quantization_aware = is_quantization_aware(model)
+    refusal = None
+    try:
+        for attempt, floor in enumerate(RANGE_FLOORS):
+            _set_range_values(layers, original)
+            set_quantization_aware(model, True)
+            widened = floor_activation_ranges(model, floor)
+            saved_model_dir = Path(work_dir) / f"saved_model_int8_{attempt}"
+            write_saved_model(model, settings, saved_model_dir)
+            flatbuffer = convert_int8_qat(saved_model_dir)
+            refusal = _xnnpack_refusal(flatbuffer)
+            if refusal is None:
+                return flatbuffer, {"range_floor": floor, "widened_ranges": widened}
+    finally:
+        _set_range_values(layers, original)
+        set_quantization_aware(model, was_quantization_aware)
+    raise SpaghettiError(
+        f"LiteRT's default delegate (XNNPACK) refuses the int8 model even with activation ranges at least "
+        f"{RANGE_FLOORS[-1]} wide: {refusal}"
+    )
 
 
 def convert_int8_qat(saved_model_dir: str | Path) -> bytes:
-    """Full-int8 ``.tflite`` of a quantization-aware model: ranges come from its fake-quant ops.
+    """Full-int8 ``.tflite`` of a SavedModel written in quantization-aware mode: ranges come from its fake-quant ops.
 
     Only ``optimizations=[DEFAULT]`` and the uint8 input type are set: adding ``supported_ops=INT8`` without a
     representative dataset makes the converter refuse the QAT graph (stack.md §3.11).
@@ -303,7 +426,7 @@ def convert_int8_qat(saved_model_dir: str | Path) -> bytes:
     converter = _converter(saved_model_dir)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.inference_input_type = tf.uint8
-    flatbuffer = canonicalize_outputs(_convert(converter, "int8, quantization-aware"))
+    flatbuffer = canonicalize_outputs(_convert(converter, "int8"))
     check_uint8_input(flatbuffer)
     return flatbuffer
 

@@ -1,0 +1,181 @@
+"""Export benchmark (issue 5 item 5). Results go to ``benchmarks/results/bench_export.json``.
+
+On a trained run (a workdir in the layout ``spaghettinet run`` writes: ``training/pipeline.config`` and
+``training/training-output/``), measured side by side:
+
+* accuracy: COCO AP / AP50 on the test split of the float ``.tflite``, the post-training-quantized (PTQ) int8 and,
+  when the checkpoint was trained quantization-aware, the QAT int8 (goal: QAT int8 ≥ float − 0.5 AP point);
+* latency of the float and int8 ``.tflite`` with LiteRT at 1 and 2 threads (goal: int8 ≤ 0.6 × float at 1 thread);
+* model sizes, op counts, and how long each export took.
+
+Usage: ``python benchmarks/bench_export.py [WORKDIR]``. Without WORKDIR it uses ``benchmarks/results/demo-work``
+(where a training benchmark that keeps its demo run leaves it). ``--quick`` first makes a tiny run of its own
+(32 demo images, 128² input, a few dozen steps with QAT): it checks the script, its numbers are not the
+benchmark's. Run the real one on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_WORKDIR = HERE / "results" / "demo-work"
+#: The goals of issue 5 item 5.
+GOAL_QAT_AP_LOSS = 0.005  # AP is a fraction: 0.5 AP point
+GOAL_INT8_LATENCY_RATIO = 0.6
+
+
+def _quick_workdir(scratch: Path, steps: int) -> Path:
+    """A tiny trained run (demo data, S at 128², QAT after 10 %) to exercise the script."""
+    from spaghettinet.data.demo import make_demo
+    from spaghettinet.workflow import run
+
+    make_demo(scratch / "demo-data", images=32, seed=0)
+    workdir = scratch / "demo-work"
+    run(
+        scratch / "demo-data",
+        workdir,
+        variant="s",
+        input_size=128,
+        steps=steps,
+        batch_size=4,
+        until="train",
+        show_progress=False,
+    )
+    return workdir
+
+
+def _export(config: Path, model_dir: Path, out: Path, quantize: str, args) -> dict:
+    from spaghettinet.deploy.export import export
+
+    started = time.perf_counter()
+    result = export(
+        config,
+        model_dir,
+        out,
+        quantize=quantize,
+        score_threshold=args.score_threshold,
+        calibration_images=args.calibration_images,
+        check_images=args.check_images,
+        run_compiler=False,
+    )
+    checks = result.report.get("checks", {})
+    return {
+        "quantization": result.quantization,
+        "step": result.step,
+        "export_seconds": round(time.perf_counter() - started, 1),
+        "files": result.report.get("files", {}),
+        "map_float": checks.get("map_float"),
+        "map_int8": checks.get("map_int8"),
+        "int8_vs_keras": checks.get("int8_vs_keras"),
+        "float_ops_in_int8": result.report.get("int8", {}).get("float_ops"),
+        "widened_ranges": len(result.report.get("widened_ranges", [])),
+        "float_model": str(result.float_model),
+        "int8_model": None if result.int8_model is None else str(result.int8_model),
+    }
+
+
+def _latency(path: str, runs: int) -> dict:
+    from spaghettinet.evaluation.latency import benchmark
+
+    timings = {}
+    for threads in (1, 2):
+        result = benchmark(path, threads=threads, runs=runs)
+        timings[f"{threads}_thread"] = {"median_ms": result.median_ms, "p90_ms": result.p90_ms}
+    timings["size_bytes"] = result.size_bytes
+    timings["op_counts"] = result.op_counts
+    return timings
+
+
+def _ap(section: dict | None) -> float | None:
+    return None if not isinstance(section, dict) else section.get("AP")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "workdir", nargs="?", type=Path, default=None, help="a trained `spaghettinet run` folder"
+    )
+    parser.add_argument("--quick", action="store_true", help="train a tiny run first: checks the script only")
+    parser.add_argument("--quick-steps", type=int, default=40)
+    parser.add_argument("--runs", type=int, default=50, help="timed invocations per latency figure")
+    parser.add_argument("--score-threshold", type=float, default=0.05)
+    parser.add_argument("--calibration-images", type=int, default=64)
+    parser.add_argument("--check-images", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_export.json")
+    args = parser.parse_args(argv)
+
+    from spaghettinet.errors import SpaghettiError
+    from spaghettinet.io_utils import write_text_atomic
+
+    results: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "quick": args.quick,
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as scratch_name:
+        scratch = Path(scratch_name)
+        workdir = args.workdir or (
+            _quick_workdir(scratch, args.quick_steps) if args.quick else DEFAULT_WORKDIR
+        )
+        config = workdir / "training" / "pipeline.config"
+        model_dir = workdir / "training" / "training-output"
+        if not config.is_file() or not model_dir.is_dir():
+            print(
+                f"{workdir}: no trained run there (expected training/pipeline.config and "
+                "training/training-output/); pass a `spaghettinet run` workdir, or --quick",
+                file=sys.stderr,
+            )
+            return 2
+        results["workdir"] = str(workdir)
+        try:
+            exports = {"ptq": _export(config, model_dir, scratch / "ptq", "ptq", args)}
+            print(json.dumps(exports["ptq"], indent=1, default=str)[:1500], file=sys.stderr)
+            try:
+                exports["qat"] = _export(config, model_dir, scratch / "qat", "qat", args)
+            except SpaghettiError as exc:  # a checkpoint trained without QAT: PTQ only
+                exports["qat"] = {"skipped": exc.message}
+            results["exports"] = exports
+            float_ap = _ap(exports["ptq"]["map_float"])
+            qat_ap = _ap(exports["qat"].get("map_int8")) if "map_int8" in exports["qat"] else None
+            results["accuracy"] = {
+                "AP_float": float_ap,
+                "AP50_float": (exports["ptq"]["map_float"] or {}).get("AP50"),
+                "AP_ptq_int8": _ap(exports["ptq"]["map_int8"]),
+                "AP50_ptq_int8": (exports["ptq"]["map_int8"] or {}).get("AP50"),
+                "AP_qat_int8": qat_ap,
+                "AP50_qat_int8": (exports["qat"].get("map_int8") or {}).get("AP50"),
+                "goal": "QAT int8 AP >= float AP - 0.5 point",
+                "met": None if qat_ap is None or float_ap is None else qat_ap >= float_ap - GOAL_QAT_AP_LOSS,
+            }
+            latency = {"float": _latency(exports["ptq"]["float_model"], args.runs)}
+            latency["ptq_int8"] = _latency(exports["ptq"]["int8_model"], args.runs)
+            if exports["qat"].get("int8_model"):
+                latency["qat_int8"] = _latency(exports["qat"]["int8_model"], args.runs)
+            ratio = latency["ptq_int8"]["1_thread"]["median_ms"] / latency["float"]["1_thread"]["median_ms"]
+            latency["int8_over_float_1_thread"] = ratio
+            latency["goal"] = "int8 median <= 0.6 x float median at 1 thread"
+            latency["met"] = ratio <= GOAL_INT8_LATENCY_RATIO
+            results["latency"] = latency
+        except SpaghettiError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            results["error"] = str(exc)
+            write_text_atomic(args.out, json.dumps(results, indent=1, default=str) + "\n")
+            return 1
+    write_text_atomic(args.out, json.dumps(results, indent=1, default=str) + "\n")
+    print(json.dumps({k: results[k] for k in ("accuracy", "latency")}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
