@@ -2,7 +2,8 @@
 
 Parts (``--parts demo,micro,efficiency,memory``; all by default):
 
-* ``demo``: the demo dataset (``make_demo`` default size, 320² images), SpaghettiNet-S at 320², ``train`` with a
+* ``demo``: the demo dataset (``make_demo`` default size, 320² images), SpaghettiNet-S at ``--demo-size`` (160, as
+  ``spaghettinet demo``), ``train`` with a
   wall-clock budget of ``--demo-minutes`` (15; goal: COCO AP50 ≥ 0.8 on its test split), evaluating every
   ``--eval-every`` steps for the curve (``metrics_history.json`` is copied into the results).
 * ``micro``: ``../shared/datasets/microcontrollers/all`` (149 photos, 4 classes), S at 320², a fixed budget of
@@ -72,7 +73,7 @@ def part_demo(args, scratch: Path) -> dict:
     images = 48 if args.quick else None
     data_dir = scratch / "demo-data"
     make_demo(data_dir, **({"images": images} if images else {}))
-    size = 128 if args.quick else 320
+    size = 128 if args.quick else args.demo_size
     config = _prepare(data_dir, scratch / "demo-work", size)
     result = _train_and_score(config, scratch / "demo-work" / "model", args.demo_minutes, args.eval_every)
     result.update(input_size=size, goal_AP50=0.8, met=(result["AP50"] or 0) >= 0.8)
@@ -179,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         "--parts", default=",".join(PARTS), help="comma-separated subset of " + ", ".join(PARTS)
     )
     parser.add_argument("--demo-minutes", type=float, default=15.0)
+    parser.add_argument(
+        "--demo-size", type=int, default=160, help="demo input side (the one-command demo trains at 160)"
+    )
     parser.add_argument("--micro-minutes", type=float, default=20.0)
     parser.add_argument("--eval-every", type=int, default=200, help="evaluation interval of the demo curve")
     parser.add_argument("--efficiency-size", type=int, default=320)

@@ -5,6 +5,7 @@ and evaluate on records. One small run (SpaghettiNet-S at 64², batch 2) is shar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -184,3 +185,64 @@ def test_time_budget_durations(text, seconds):
 def test_bad_time_budget_is_a_usage_error(text):
     with pytest.raises(UsageError):
         loop.parse_duration(text)
+
+
+class _SimulatedClock:
+    """A ``time`` module stand-in whose clock advances only when a train step runs (float 1 s, QAT 2 s)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name):
+        import time
+
+        return getattr(time, name)
+
+
+def test_time_budget_fits_the_schedule_to_the_steps_it_allows_and_refits_after_qat(
+    tmp_path, run, monkeypatch
+):
+    """A 100 s budget with float steps of 1 s and QAT steps of 2 s (simulated: tracing costs nothing here).
+
+    The schedule is fitted to the float speed first (QAT delay at 10 % of that), then once more after the
+    switch, to the slower QAT speed, keeping the delay: the run completes its whole schedule inside the budget
+    instead of being cut off mid-schedule.
+    """
+    from spaghettinet.model.quantize import is_quantization_aware
+
+    clock = _SimulatedClock()
+    original_build = loop._build_train_step
+
+    def timed_build(model, optimizer, strategy, config):
+        step_fn = original_build(model, optimizer, strategy, config)
+        seconds = 2.0 if is_quantization_aware(model) else 1.0
+
+        def timed_step(batch):
+            clock.now += seconds
+            return step_fn(batch)
+
+        return timed_step
+
+    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(loop, "_build_train_step", timed_build)
+    train_settings = dataclasses.replace(
+        run["cfg"].train, num_steps=10_000, total_steps=10_000, warmup_steps=100
+    )
+    cfg = run["cfg"].replace(train=train_settings)
+    budget = 100.0
+    result = loop.train(
+        cfg, tmp_path / "budget", time_budget=budget, evaluate_at_end=False, show_progress=False
+    )
+
+    assert result.stopped == "completed"
+    assert clock.now <= budget
+    assert result.step == result.plan.num_steps < 10_000
+    switch = [m for m in result.messages if m.startswith("quantization-aware training from step")]
+    assert switch and int(switch[0].rsplit(" ", 1)[1]) == result.plan.quantization_delay
+    assert len([m for m in result.messages if "fitted" in m]) == 2
+    history = json.loads((tmp_path / "budget" / loop.HISTORY_FILE).read_text())
+    last_rate = [e["learning_rate"] for e in history if "learning_rate" in e][-1]
+    assert last_rate < 0.05 * result.plan.learning_rate_base  # the cosine schedule ran to its end

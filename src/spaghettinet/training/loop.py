@@ -103,8 +103,14 @@ class TrainPlan:
     measured_seconds_per_step: float | None = None
     batch_size_reason: str = "from the pipeline config"
 
-    def fit_to_steps(self, steps: int, config) -> None:
-        """Scale the schedule and QAT delay to ``steps`` the way the config scales them to its own length."""
+    def fit_to_steps(self, steps: int, config, keep_quantization_delay: bool = False) -> None:
+        """Scale the schedule and QAT delay to ``steps`` the way the config scales them to its own length.
+
+        Args:
+            steps: the new length of the run.
+            config: the pipeline config whose schedule is scaled.
+            keep_quantization_delay: leave the QAT delay where it is (a refit after the switch has happened).
+        """
         train = config.train
         steps = max(1, int(steps))
         reference_total = max(1, int(train.total_steps or train.num_steps or steps))
@@ -114,7 +120,7 @@ class TrainPlan:
         self.hold_base_rate_steps = min(
             steps - self.warmup_steps, round(train.hold_base_rate_steps * steps / reference_total)
         )
-        if config.quantization is not None:
+        if config.quantization is not None and not keep_quantization_delay:
             self.quantization_delay = int(round(QUANTIZATION_DELAY_SHARE * steps))
 
     def learning_rate(self, step: int) -> float:
@@ -575,6 +581,9 @@ def train(
     fit_pending = (
         budget_s is not None and plan.measured_seconds_per_step is None and start_step < plan.num_steps
     )
+    # Quantization-aware steps are slower than float ones: a run whose schedule was fitted to the float speed is
+    # fitted once more, to the remaining time, after QAT has been timed.
+    refit_after_switch = fit_pending and config.quantization is not None
 
     def qat_due(step: int) -> bool:
         return plan.quantization_delay is not None and step >= plan.quantization_delay
@@ -652,6 +661,8 @@ def train(
                     state.quantization_aware.assign(1)
                     train_step = _build_train_step(model, optimizer, strategy, config)
                     first_timed = True
+                    if refit_after_switch and not fit_pending:
+                        fit_pending, timed_seconds, timed_steps = True, 0.0, 0
                     progress.note(f"step {step}: switching to quantization-aware training")
                     messages.append(f"quantization-aware training from step {step}")
                 learning_rate = plan.learning_rate(step)
@@ -692,7 +703,7 @@ def train(
                     )
                     affordable = step + int((deadline - time.monotonic() - eval_reserve_s) / seconds_per_step)
                     fitted = max(step + 1, min(affordable, int(steps) if steps is not None else affordable))
-                    plan.fit_to_steps(fitted, config)
+                    plan.fit_to_steps(fitted, config, keep_quantization_delay=is_quantization_aware(model))
                     plan.measured_seconds_per_step = seconds_per_step
                     if chief:
                         _write_plan(model_dir, plan)
@@ -737,7 +748,7 @@ def train(
         if (
             evaluate_at_end
             and stopped != "interrupted"
-            and not (evaluation is not None and history[-1]["step"] == step)
+            and not any(entry.get("step") == step and "AP50" in entry for entry in history)
         ):
             evaluation = run_evaluation()
             if chief:
