@@ -1,7 +1,7 @@
 """Export benchmark (issue 5 item 5). Results go to ``benchmarks/results/bench_export.json``.
 
 On a trained run (a workdir in the layout ``spaghettinet run`` writes: ``training/pipeline.config`` and
-``training/training-output/``), measured side by side:
+``training/training-output/``, or ``model/`` as ``bench_train.py``'s demo run has it), measured side by side:
 
 * accuracy: COCO AP / AP50 on the test split of the float ``.tflite``, the post-training-quantized (PTQ) int8 and,
   when the checkpoint was trained quantization-aware, the QAT int8 (goal: QAT int8 ≥ float − 0.5 AP point);
@@ -129,11 +129,14 @@ def main(argv: list[str] | None = None) -> int:
             _quick_workdir(scratch, args.quick_steps) if args.quick else DEFAULT_WORKDIR
         )
         config = workdir / "training" / "pipeline.config"
-        model_dir = workdir / "training" / "training-output"
-        if not config.is_file() or not model_dir.is_dir():
+        # `spaghettinet run` trains into training/training-output; bench_train.py's demo run into model/.
+        model_dir = next(
+            (d for d in (workdir / "training" / "training-output", workdir / "model") if d.is_dir()), None
+        )
+        if not config.is_file() or model_dir is None:
             print(
                 f"{workdir}: no trained run there (expected training/pipeline.config and "
-                "training/training-output/); pass a `spaghettinet run` workdir, or --quick",
+                "training/training-output/ or model/); pass a `spaghettinet run` workdir, or --quick",
                 file=sys.stderr,
             )
             return 2
