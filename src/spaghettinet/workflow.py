@@ -798,7 +798,7 @@ def demo(
     images: int | None = None,
     seed: int = 0,
     input_size: int = 160,
-    time_budget: str | float = "8m",
+    time_budget: str | float = "10m",
     steps: int | None = None,
     log: Callable[[str], None] | None = None,
     show_progress: bool = True,

@@ -145,7 +145,7 @@ def demo_command(
     workdir: Path = typer.Option(Path("demo-workdir"), "--workdir", "-w", help="Folder for the demo run."),
     images: int | None = typer.Option(None, "--images", help="Demo images to make."),
     input_size: int = typer.Option(160, "--input-size", help="Side of the square model input."),
-    time_budget: str = typer.Option("8m", "--time-budget", help="Training wall-clock budget."),
+    time_budget: str = typer.Option("10m", "--time-budget", help="Training wall-clock budget."),
     seed: int = typer.Option(0, "--seed", help="Dataset and training seed."),
 ) -> None:
     """Make the demo dataset and run the whole chain on it (about 15 minutes on 2 CPU cores)."""

@@ -460,7 +460,8 @@ def train(
         checkpoint_minutes: save at least this often in wall-clock time.
         seed: data order and augmentation seed of a fresh run (a resume keeps the saved one).
         log_every: progress line / TensorBoard scalar interval in steps.
-        image_every: TensorBoard image interval (default: 10 x ``log_every``).
+        image_every: TensorBoard image interval (default: 10 x ``log_every``, at least 500 steps: each picture
+            costs an eager forward pass and NMS, which the time-budget fit does not see).
         evaluate_at_end: run COCO evaluation on the eval split when training stops (not after SIGINT).
         show_progress: print progress on stderr.
         max_checkpoints: checkpoints kept.
@@ -609,7 +610,7 @@ def train(
     from spaghettinet.evaluation.evaluate import class_names as read_class_names
 
     class_names = read_class_names(config)
-    image_every = image_every or 10 * log_every
+    image_every = image_every or max(10 * log_every, 500)
     progress = _Progress(start_step, plan.num_steps, log_every, show_progress)
     for line in messages:
         progress.note(line)
