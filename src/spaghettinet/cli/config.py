@@ -11,15 +11,18 @@ from .console import console, err_console
 
 def _print_anchor_coverage(cfg) -> None:
     """Per-class share of training boxes some anchor matches at IoU >= the matcher threshold (issue 4 item 6)."""
-    from spaghettinet.pipeline_config.coverage import POOR_COVERAGE, class_anchor_coverage
+    from spaghettinet.pipeline_config.coverage import class_anchor_coverage
 
-    report = class_anchor_coverage(cfg)
-    if report is None:
-        err_console.print("[yellow]anchor coverage: not available in this build[/]")
-        return
-    height, width = cfg.model.input_size
+    print_coverage_report(class_anchor_coverage(cfg), cfg.model.input_size, cfg.model.matched_threshold)
+
+
+def print_coverage_report(report, input_size: tuple[int, int], matched_threshold: float) -> None:
+    """Print a :class:`~spaghettinet.pipeline_config.coverage.CoverageReport` (``config`` and ``validate``)."""
+    from spaghettinet.pipeline_config.coverage import POOR_COVERAGE
+
+    height, width = input_size
     console.print(
-        f"Anchor coverage at {height}x{width} (boxes with an anchor at IoU >= {cfg.model.matched_threshold}):"
+        f"Anchor coverage at {height}x{width} (boxes with an anchor at IoU >= {matched_threshold}):"
     )
     for row in report.rows:
         flag = "  [yellow]poorly covered[/]" if row.coverage < POOR_COVERAGE else ""

@@ -46,11 +46,36 @@ def _exit_on_errors(problems, what: str) -> None:
         raise DataError(f"{len(errors)} file(s) had errors and were left out of {what}; see the list above")
 
 
+def _print_validation_coverage(report, input_size: int) -> None:
+    """Anchor coverage per class of the valid pairs' boxes at ``input_size`` (ids in sorted class-name order)."""
+    import numpy as np
+
+    from spaghettinet.pipeline_config.coverage import anchor_coverage_report
+
+    from .config import print_coverage_report
+
+    names = sorted({obj.name for pair in report.pairs for obj in pair.annotation.objects})
+    ids = {name: index + 1 for index, name in enumerate(names)}
+    boxes, classes = [], []
+    for pair in report.pairs:
+        width, height = pair.image.width, pair.image.height
+        for obj in pair.annotation.objects:
+            boxes.append([obj.ymin / height, obj.xmin / width, obj.ymax / height, obj.xmax / width])
+            classes.append(ids[obj.name])
+    if not boxes:
+        return
+    size = (input_size, input_size)
+    coverage = anchor_coverage_report(np.array(boxes, np.float32), np.array(classes), names, size)
+    print_coverage_report(coverage, size, 0.5)
+
+
 def validate_command(
     data_dir: Path = typer.Argument(..., help="Folder of images and VOC .xml files (subfolders searched)."),
     annotations: Path | None = typer.Option(None, "--annotations", help="Separate folder of .xml files."),
     input_size: int | None = typer.Option(
-        None, "--input-size", help="Model input size, to flag tiny objects."
+        None,
+        "--input-size",
+        help="Model input size: flags tiny objects and reports the anchor coverage per class at that size.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only (for scripts)."),
 ) -> None:
@@ -84,6 +109,8 @@ def validate_command(
             kinds.add_row(f"[{_SEVERITY_STYLE[severity]}]{severity}[/]", kind, str(count))
         console.print(kinds)
         _print_problems(report.problems, console, with_info=True)
+    if input_size is not None and report.pairs:
+        _print_validation_coverage(report, input_size)
     if report.ok:
         console.print(f"[green]OK[/]: {len(report.pairs)} images ready, {len(report.warnings)} warning(s)")
     else:
