@@ -77,6 +77,7 @@ def run(tmp_path_factory):
             signal.raise_signal(signal.SIGINT)  # a real SIGINT through the installed handler
 
     loop._Progress.update = interrupting_update
+    handler_before = signal.getsignal(signal.SIGINT)  # ignored, not default, when run in the background
     try:
         first = loop.train(cfg, model_dir, log_every=1, evaluate_at_end=False, show_progress=False)
     finally:
@@ -84,7 +85,15 @@ def run(tmp_path_factory):
     after_first, _, _ = restore_detector(cfg, model_dir)
     first_weights = [v.numpy().copy() for v in after_first.trainable_variables]
     second = loop.train(cfg, model_dir, log_every=1, show_progress=False)
-    return {"cfg": cfg, "dir": model_dir, "first": first, "second": second, "first_weights": first_weights}
+    return {
+        "cfg": cfg,
+        "dir": model_dir,
+        "first": first,
+        "second": second,
+        "first_weights": first_weights,
+        "handler_before": handler_before,
+        "handler_after": signal.getsignal(signal.SIGINT),
+    }
 
 
 def test_sigint_saves_a_checkpoint_at_the_step_reached_and_stops(run):
@@ -92,7 +101,7 @@ def test_sigint_saves_a_checkpoint_at_the_step_reached_and_stops(run):
     assert first.stopped == "interrupted"
     assert first.step == INTERRUPT_AT
     assert Path(first.checkpoint).name == f"ckpt-{INTERRUPT_AT}"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert run["handler_after"] is run["handler_before"]  # the caller's SIGINT handler is restored
 
 
 def test_resume_continues_step_schedule_data_and_weights(run):
