@@ -54,3 +54,27 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
+
+
+def read_user_text(path: str | Path, what: str) -> str:
+    """Read a text file the user gave us (BOM tolerated), or raise a DataError naming it and the reason.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message (``"label map"``, ``"label CSV"``).
+
+    Returns:
+        The file's text.
+
+    Example:
+        >>> read_user_text("training/label_map.pbtxt", "label map")  # doctest: +SKIP
+    """
+    from spaghettinet.errors import DataError
+
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{what} not found", path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the {what}: {exc}", path) from None

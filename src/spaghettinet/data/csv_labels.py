@@ -18,7 +18,7 @@ from spaghettinet.data.problems import ERROR, Problem
 from spaghettinet.data.validate import check_pairs
 from spaghettinet.data.voc import VocAnnotation, VocObject, find_pairs
 from spaghettinet.errors import DataError, UsageError
-from spaghettinet.io_utils import write_text_atomic
+from spaghettinet.io_utils import read_user_text, write_text_atomic
 
 CSV_COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
 """The seed's xml_to_csv.py columns, in its order."""
@@ -142,12 +142,7 @@ def read_label_csv(path: str | Path) -> tuple[list[CsvImage], list[Problem]]:
         DataError: the file is missing, or lacks one of the columns.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError("label CSV not found", path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read the label CSV: {exc}", path) from None
+    text = read_user_text(path, "label CSV")
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:

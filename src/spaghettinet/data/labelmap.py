@@ -15,7 +15,7 @@ from pathlib import Path
 
 from spaghettinet.data.voc import parse_voc_xml
 from spaghettinet.errors import DataError, UsageError
-from spaghettinet.io_utils import write_text_atomic
+from spaghettinet.io_utils import read_user_text, write_text_atomic
 
 BACKGROUND = "background"
 
@@ -269,12 +269,7 @@ def read_label_map(path: str | Path) -> LabelMap:
         ['frodo', 'baggins']
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError("label map not found", path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read the label map: {exc}", path) from None
+    text = read_user_text(path, "label map")
     return parse_label_map_text(text, path)
 
 
