@@ -187,7 +187,11 @@ def _same_detection(detection, expected: dict) -> bool:
 
 
 def test_int8_and_float_match_postprocess_reference(exported):
-    """The float model's fused op gives the numpy reference post-processing's detections for the Keras model."""
+    """The float model's fused op gives the Keras model's detections under the op's own (fast NMS) rules.
+
+    Both sides run the same algorithm in float32, so scores agree to rounding; a detection may only differ where
+    two candidates tie to within rounding.
+    """
     report = json.loads(exported["result"].report_path.read_text())
     checks = report["checks"]
     assert checks["images"] == exported["test_images"]
@@ -197,7 +201,7 @@ def test_int8_and_float_match_postprocess_reference(exported):
     float_vs_keras = checks["float_vs_keras"]
     assert float_vs_keras["reference_detections"] > 0
     assert float_vs_keras["matched_fraction"] >= 0.9
-    assert float_vs_keras["max_score_difference"] < 1e-3
+    assert float_vs_keras["max_score_difference"] < 1e-5
     int8_vs_keras = checks["int8_vs_keras"]
     assert int8_vs_keras["matched"] > 0
     assert int8_vs_keras["mean_iou"] > 0.8

@@ -14,7 +14,8 @@ reproduced here exactly:
 * at most ``max_detections_per_class`` per class; all classes are merged (class order, then selection order) and
   sorted by descending score; boxes are clipped to [0, 1]; the best ``max_total_detections`` are kept.
 
-Used by ``evaluate`` and as the float reference for the TFLite ``TFLite_Detection_PostProcess`` op.
+Used by ``evaluate``, and as the float reference for the TFLite ``TFLite_Detection_PostProcess`` op in its
+regular (per-class) mode. The op's default mode is class-agnostic; :func:`fast_postprocess` is its twin.
 """
 
 from __future__ import annotations
@@ -278,3 +279,98 @@ def postprocess_batch(
         postprocess(box_encodings[i], class_logits[i], anchors, **options)
         for i in range(box_encodings.shape[0])
     ]
+
+
+def fast_postprocess(
+    box_encodings: np.ndarray,
+    class_logits: np.ndarray,
+    anchors: np.ndarray,
+    score_threshold: float = 0.3,
+    iou_threshold: float = 0.6,
+    max_detections: int = 10,
+    scales: tuple[float, float, float, float] = DEFAULT_SCALES,
+    scores_are_probabilities: bool = False,
+) -> Detections:
+    """The exported model's post-processing: ``TFLite_Detection_PostProcess`` with its default fast NMS.
+
+    Unlike the reference's per-class NMS (:func:`postprocess`), the fused op's default mode is class-agnostic, so
+    a float ``.tflite`` can only be compared with a Keras model through this twin of its rules:
+
+    * each anchor keeps one class, its best foreground score (the first on ties, as an argmax);
+    * anchors whose score is **at least** ``score_threshold`` are candidates, visited by descending score (ties:
+      lower anchor first, the kernel sorts stably);
+    * a candidate is suppressed when its IoU with a kept box is **strictly above** ``iou_threshold``, the IoU
+      computed in float32 on the unclipped decoded boxes, and 0 when either box has no area;
+    * selection stops after ``max_detections`` boxes, whatever their class.
+
+    Args:
+        box_encodings: ``[N, 4]`` (or ``[1, N, 4]``) raw ``[ty, tx, th, tw]``.
+        class_logits: ``[N, C + 1]`` (or ``[1, N, C + 1]``) logits, column 0 = background.
+        anchors: ``[N, 4]`` yxyx normalized anchors.
+        score_threshold: the op's ``nms_score_threshold``.
+        iou_threshold: the op's ``nms_iou_threshold``.
+        max_detections: the op's ``max_detections``.
+        scales: box coder scales (y, x, h, w).
+        scores_are_probabilities: ``class_logits`` already holds sigmoid scores.
+
+    Returns:
+        :class:`Detections`, best first, boxes clipped to [0, 1].
+
+    Example:
+        >>> anchors = np.array([[0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.52]], np.float32)
+        >>> logits = np.array([[0.0, 2.0, -9.0], [0.0, -9.0, 1.0]], np.float32)
+        >>> result = fast_postprocess(np.zeros((2, 4), np.float32), logits, anchors, score_threshold=0.01)
+        >>> result.num, result.classes.tolist(), result.anchor_indices.tolist()
+        (1, [0], [0])
+    """
+    box_encodings = _single_image(box_encodings, 2, "box_encodings")
+    class_logits = _single_image(class_logits, 2, "class_logits")
+    anchors = np.asarray(anchors, dtype=np.float32)
+    if not (box_encodings.shape[0] == class_logits.shape[0] == anchors.shape[0]):
+        raise ValueError(
+            f"box_encodings {box_encodings.shape}, class_logits {class_logits.shape} and anchors {anchors.shape} "
+            "must have the same number of anchors"
+        )
+    boxes = decode(np.asarray(box_encodings, dtype=np.float32), anchors, scales)
+    probabilities = (
+        np.asarray(class_logits, np.float32) if scores_are_probabilities else sigmoid(class_logits)
+    )
+    foreground = probabilities[:, 1:]
+    best_classes = foreground.argmax(axis=1).astype(np.int32)
+    best_scores = foreground[np.arange(len(foreground)), best_classes]
+
+    candidates = np.flatnonzero(best_scores >= np.float32(score_threshold))
+    candidates = candidates[np.argsort(-best_scores[candidates], kind="stable")]
+    candidate_boxes = boxes[candidates].astype(np.float32)
+    areas = (candidate_boxes[:, 2] - candidate_boxes[:, 0]) * (candidate_boxes[:, 3] - candidate_boxes[:, 1])
+    active = np.ones(len(candidates), dtype=bool)
+    threshold = np.float32(iou_threshold)
+    selected: list[int] = []
+    for position in range(len(candidates)):
+        if len(selected) >= max_detections:
+            break
+        if not active[position]:
+            continue
+        selected.append(position)
+        active[position] = False
+        later = np.flatnonzero(active[position + 1 :]) + position + 1
+        if len(later) == 0 or areas[position] <= 0:
+            continue  # a box without area overlaps nothing (IoU 0)
+        box = candidate_boxes[position]
+        others = candidate_boxes[later]
+        zero = np.float32(0.0)
+        inter_h = np.maximum(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), zero)
+        inter_w = np.maximum(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), zero)
+        inter = inter_h * inter_w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = inter / (areas[position] + areas[later] - inter)
+        iou = np.where(areas[later] > 0, iou, zero)
+        active[later[iou > threshold]] = False
+    anchor_indices = candidates[selected].astype(np.int32)
+    return Detections(
+        boxes=np.clip(boxes[anchor_indices], 0.0, 1.0).astype(np.float32),
+        scores=best_scores[anchor_indices].astype(np.float32),
+        classes=best_classes[anchor_indices],
+        anchor_indices=anchor_indices,
+        num=int(len(anchor_indices)),
+    )
