@@ -7,7 +7,8 @@
   input pipeline, evaluation and other programs), capped at :data:`CPU_MAX_BATCH` because larger CPU batches
   only slow each step without speeding up learning.
 
-The probes compute gradients but never apply them, so the model is unchanged.
+The probes compute gradients but never apply them, so the model is unchanged. Both rules take the trial as a
+function of the batch size (:func:`search_on_gpu`, :func:`estimate_on_cpu`), so they can be checked without a GPU.
 """
 
 from __future__ import annotations
@@ -61,16 +62,20 @@ def _peak_rss_bytes() -> int:
 def _gradient_probe(model, input_size):
     """A function running forward + backward at a given batch, without touching the weights."""
 
-    def probe(batch_size: int) -> None:
+    @tf.function(reduce_retracing=True)
+    def gradient_sum(batch_size: int):
         images = tf.random.uniform([batch_size, input_size[0], input_size[1], 3], -1.0, 1.0)
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
             loss = tf.reduce_mean(outputs["class_logits"]) + tf.reduce_mean(outputs["box_encodings"])
         gradients = tape.gradient(loss, model.trainable_variables)
-        # Reading one value forces the computation to finish.
-        float(tf.reduce_sum([tf.reduce_sum(g) for g in gradients if g is not None]).numpy())
+        return tf.add_n([tf.reduce_sum(g) for g in gradients if g is not None])
 
-    return tf.function(probe, reduce_retracing=True)
+    def probe(batch_size: int) -> None:
+        # Reading the value (outside the traced function) forces the computation to finish.
+        float(gradient_sum(batch_size).numpy())
+
+    return probe
 
 
 def choose_batch_size(
@@ -96,17 +101,29 @@ def choose_batch_size(
         on_gpu = bool(tf.config.list_physical_devices("GPU"))
     probe = _gradient_probe(model, tuple(input_size))
     if on_gpu:
-        return _grow_on_gpu(probe, num_replicas, max_batch)
-    return _estimate_on_cpu(probe, num_replicas, max_batch)
+        return search_on_gpu(probe, num_replicas, max_batch)
+    return estimate_on_cpu(probe, num_replicas, max_batch)
 
 
-def _grow_on_gpu(probe, num_replicas: int, max_batch: int | None) -> BatchSizeChoice:
+def search_on_gpu(trial, num_replicas: int = 1, max_batch: int | None = None) -> BatchSizeChoice:
+    """Double the per-replica batch from 1 until ``trial`` runs out of device memory; keep the last that ran.
+
+    Args:
+        trial: runs one forward + backward pass at a per-replica batch size; raises
+            ``tf.errors.ResourceExhaustedError`` (or ``InternalError``, which some allocators raise) when it does
+            not fit. Any other error is a real failure and propagates.
+        num_replicas: replicas of the distribution strategy (the result is per replica times this).
+        max_batch: an upper bound on the global batch (e.g. the number of training images).
+
+    Returns:
+        :class:`BatchSizeChoice`.
+    """
     limit = min(GPU_MAX_BATCH, max_batch or GPU_MAX_BATCH)
     best = 0
     per_replica = 1
     while per_replica * num_replicas <= limit:
         try:
-            probe(per_replica)
+            trial(per_replica)
         except (tf.errors.ResourceExhaustedError, tf.errors.InternalError):
             break
         best = per_replica
@@ -121,16 +138,39 @@ def _grow_on_gpu(probe, num_replicas: int, max_batch: int | None) -> BatchSizeCh
     return BatchSizeChoice(best * num_replicas, f"largest power of two that ran on the GPU ({why})")
 
 
-def _estimate_on_cpu(probe, num_replicas: int, max_batch: int | None) -> BatchSizeChoice:
+def estimate_on_cpu(
+    trial,
+    num_replicas: int = 1,
+    max_batch: int | None = None,
+    peak_memory=None,
+    free_memory=None,
+) -> BatchSizeChoice:
+    """Measure the memory of one more image and take the batch that fits in a share of the free RAM.
+
+    Args:
+        trial: runs one forward + backward pass at a batch size (called with 1, then 2).
+        num_replicas: replicas of the distribution strategy (the result is a multiple of it).
+        max_batch: the number of training images, which no batch exceeds (or None).
+        peak_memory: returns the process's peak memory in bytes (default: ``ru_maxrss``).
+        free_memory: returns the available memory in bytes or None (default: :func:`available_memory_bytes`).
+
+    Returns:
+        :class:`BatchSizeChoice`, between ``num_replicas`` and :data:`CPU_MAX_BATCH` (or ``max_batch``).
+    """
+    peak_memory = peak_memory or _peak_rss_bytes
+    free_memory = free_memory or available_memory_bytes
     small, large = 1, 2
-    probe(small)
-    after_small = _peak_rss_bytes()
-    probe(large)
-    after_large = _peak_rss_bytes()
+    trial(small)
+    after_small = peak_memory()
+    trial(large)
+    after_large = peak_memory()
     # Peak memory only grows; the step from batch 1 to 2 is the cost of one more image (at least 1 MiB).
     per_image = max(after_large - after_small, 1 << 20)
-    available = available_memory_bytes()
+    available = free_memory()
     cap = min(CPU_MAX_BATCH, max_batch or CPU_MAX_BATCH)
+    why_cap = (
+        "the number of training images" if cap < CPU_MAX_BATCH else "CPU steps get slower, not better, beyond"
+    )
     if available is None:
         batch = cap
         reason = f"available memory unknown; using the CPU cap of {cap}"
@@ -139,8 +179,7 @@ def _estimate_on_cpu(probe, num_replicas: int, max_batch: int | None) -> BatchSi
         batch = max(1, min(cap, fits))
         reason = (
             f"~{per_image / 2**20:.0f} MiB per image measured, {available / 2**30:.1f} GiB available: "
-            f"{fits} would fit in half of it"
-            + (f", capped at {cap} (CPU steps get slower, not better, beyond)" if fits > cap else "")
+            f"{fits} would fit in half of it" + (f", capped at {cap} ({why_cap})" if fits > cap else "")
         )
     batch = max(num_replicas, batch - batch % num_replicas)
     return BatchSizeChoice(batch, reason)
