@@ -1,6 +1,8 @@
 """The training loop: SIGINT saves and stops, resume continues (step, weights, schedule, data), QAT switch at the
 delay survives resume, a non-finite loss stops with its step and keeps the last good checkpoint, restore_detector,
-and evaluate on records. One small run (SpaghettiNet-S at 64², batch 2) is shared by the tests of this module.
+and evaluate on records, fine-tuning from our own checkpoints (other class count, backbone only, misfits). One
+small run (SpaghettiNet-S at 64², batch 2, 2 classes, QAT from step 4) is shared by the tests of this module and
+is the source checkpoint of the fine-tuning tests.
 """
 
 from __future__ import annotations
@@ -255,3 +257,243 @@ def test_time_budget_fits_the_schedule_to_the_steps_it_allows_and_refits_after_q
     history = json.loads((tmp_path / "budget" / loop.HISTORY_FILE).read_text())
     last_rate = [e["learning_rate"] for e in history if "learning_rate" in e][-1]
     assert last_rate < 0.05 * result.plan.learning_rate_base  # the cosine schedule ran to its end
+
+
+# --- Fine-tuning from one of our own checkpoints -------------------------------------------------------------------
+
+FINE_TUNE_CLASSES = 4
+
+
+def _class_predictor_paths(model) -> set[str]:
+    from spaghettinet.model.head import BoxPredictor
+
+    return {
+        v.path
+        for layer in model.layers
+        if isinstance(layer, BoxPredictor)
+        for v in layer.class_predictor.variables
+    }
+
+
+def _fine_tune_config(
+    run, num_classes: int, checkpoint, checkpoint_type: str = "detection"
+) -> PipelineConfig:
+    cfg = run["cfg"]
+    label_map = run["dir"].parent / f"label_map_{num_classes}.pbtxt"
+    label_map.write_text("".join(f'item {{ id: {i} name: "c{i}" }}\n' for i in range(1, num_classes + 1)))
+    return cfg.replace(
+        model=dataclasses.replace(cfg.model, num_classes=num_classes),
+        train=dataclasses.replace(
+            cfg.train, fine_tune_checkpoint=str(checkpoint), fine_tune_checkpoint_type=checkpoint_type
+        ),
+        train_input=dataclasses.replace(cfg.train_input, label_map_path=label_map.name),
+        eval_input=dataclasses.replace(cfg.eval_input, label_map_path=label_map.name),
+    )
+
+
+@pytest.fixture(scope="module")
+def fine_tune(run):
+    """A fresh 4-class model with its initial values, and the variables of the 2-class source ckpt-6 by path."""
+    from spaghettinet.model.detector import build_detector
+
+    source_prefix = run["dir"] / f"ckpt-{NUM_STEPS}"
+    source, _, _ = restore_detector(run["cfg"], source_prefix)
+    model = build_detector("s", FINE_TUNE_CLASSES, input_size=run["cfg"].model.input_size)
+    return {
+        "prefix": source_prefix,
+        "source": {v.path: v.numpy().copy() for v in source.variables},
+        "model": model,
+        "initial": {v.path: v.numpy().copy() for v in model.variables},
+    }
+
+
+def _fresh(fine_tune):
+    """The shared 4-class model, put back to its initial values."""
+    model = fine_tune["model"]
+    for variable in model.variables:
+        variable.assign(fine_tune["initial"][variable.path])
+    return model
+
+
+def test_fine_tune_to_other_classes_restores_all_but_the_class_predictor(run, fine_tune):
+    model = _fresh(fine_tune)
+    source, initial = fine_tune["source"], fine_tune["initial"]
+    class_head = _class_predictor_paths(model)
+    assert len(class_head) == 10  # 1x1 kernel + bias on each of the five feature maps
+
+    note = loop._fine_tune(model, _fine_tune_config(run, FINE_TUNE_CLASSES, fine_tune["prefix"]))
+
+    changed = 0
+    for variable in model.variables:
+        value = variable.numpy()
+        if variable.path in class_head:
+            assert value.shape != source[variable.path].shape
+            np.testing.assert_array_equal(value, initial[variable.path])  # left as freshly initialised
+        else:
+            np.testing.assert_array_equal(value, source[variable.path])
+            changed += not np.array_equal(value, initial[variable.path])
+    assert (
+        changed > 300
+    )  # the source really differs from a fresh model, so the equalities above mean something
+    restored = len(model.variables) - len(class_head)
+    assert f"restored {restored} variables" in note
+    assert f"kept fresh: class predictor ({FINE_TUNE_CLASSES} classes here, 2 in the checkpoint)" in note
+    assert str(fine_tune["prefix"]) in note
+
+
+def test_fine_tune_with_the_same_classes_restores_every_model_variable(run, fine_tune):
+    # A model trained 3 steps takes the weights of step 6 (the range EMAs included), nothing kept fresh.
+    model, _, _ = restore_detector(run["cfg"], run["dir"] / f"ckpt-{INTERRUPT_AT}")
+    cfg = run["cfg"].replace(
+        train=dataclasses.replace(run["cfg"].train, fine_tune_checkpoint=str(fine_tune["prefix"]))
+    )
+    note = loop._fine_tune(model, cfg)
+    for variable in model.variables:
+        np.testing.assert_array_equal(variable.numpy(), fine_tune["source"][variable.path])
+    assert f"restored {len(model.variables)} variables" in note and "kept fresh" not in note
+
+
+def test_fine_tune_backbone_only_keeps_the_whole_head_fresh(run, fine_tune):
+    model = _fresh(fine_tune)
+    source, initial = fine_tune["source"], fine_tune["initial"]
+    cfg = _fine_tune_config(run, FINE_TUNE_CLASSES, run["dir"], checkpoint_type="classification")
+
+    note = loop._fine_tune(model, cfg)  # a model directory means its latest checkpoint, ckpt-6
+
+    head = [
+        v
+        for v in model.variables
+        if v.path.startswith("BoxPredictor_") or v.path.split("/")[0] in ("box_encodings", "class_logits")
+    ]
+    head_paths = {v.path for v in head}
+    for variable in model.variables:
+        expected = initial if variable.path in head_paths else source
+        np.testing.assert_array_equal(variable.numpy(), expected[variable.path])
+    box_kernel = next(v for v in head if "BoxEncodingPredictor/weights" in v.path)
+    assert not np.array_equal(box_kernel.numpy(), source[box_kernel.path])  # same shape, yet not loaded
+    assert "(backbone only)" in note and f"the box-predictor head ({len(head)} variables)" in note
+
+
+def test_fine_tune_backbone_only_from_a_tf1_checkpoint(tmp_path, run, fine_tune):
+    from spaghettinet.model.tf1_checkpoint import tf1_variable_map
+
+    # A TF1-style (name-keyed) checkpoint of the 2-class source, as the Object Detection API saves them.
+    source_model, _, _ = restore_detector(run["cfg"], fine_tune["prefix"])
+    tensors = {name: v.numpy() for name, v in tf1_variable_map(source_model).items()}
+    prefix = str(tmp_path / "model.ckpt-7")
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=list(tensors),
+        shape_and_slices=[""] * len(tensors),
+        tensors=[tf.constant(t) for t in tensors.values()],
+    )
+    model = _fresh(fine_tune)
+    note = loop._fine_tune(model, _fine_tune_config(run, FINE_TUNE_CLASSES, prefix, "classification"))
+
+    head = 0
+    for name, variable in tf1_variable_map(model).items():
+        backbone = name.startswith("FeatureExtractor/")
+        head += not backbone
+        expected = tensors[name] if backbone else fine_tune["initial"][variable.path]
+        np.testing.assert_array_equal(variable.numpy(), expected)
+    assert head == 70  # 5 maps x 14: two depthwise convs with BN, two 1x1 predictors
+    assert f"box-predictor head kept fresh (backbone only, {head} variables)" in note
+
+
+def test_fine_tune_from_another_variant_is_a_data_error_naming_the_checkpoint(run, fine_tune):
+    from spaghettinet.model.detector import build_detector
+
+    model = build_detector("m", 2, input_size=run["cfg"].model.input_size)
+    before = [v.numpy().copy() for v in model.trainable_variables[:5]]
+    cfg = _fine_tune_config(run, 2, fine_tune["prefix"]).replace(
+        model=dataclasses.replace(run["cfg"].model, variant="m")
+    )
+    with pytest.raises(DataError, match=r"ckpt-6.*does not fit this SpaghettiNet-M.*another variant"):
+        loop._fine_tune(model, cfg)
+    for old, variable in zip(before, model.trainable_variables[:5], strict=True):
+        np.testing.assert_array_equal(old, variable.numpy())  # nothing half-loaded
+
+
+def test_fine_tune_box_predictor_mismatch_is_a_data_error(tmp_path, run, fine_tune):
+    from spaghettinet.training.checkpoints import _checkpoint_keys
+
+    # A copy of ckpt-6 whose first box predictor has 5 anchors per location instead of 3 (20 outputs, not 12).
+    model = _fresh(fine_tune)
+    reader = tf.train.load_checkpoint(str(fine_tune["prefix"]))
+    keys = _checkpoint_keys(reader, model)  # the keys follow the object graph (often through the optimizer)
+    box = model.get_layer("BoxPredictor_0").box_predictor
+    patched = {keys[id(v)] for v in box.variables}
+    tensors = {}
+    for key in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(key)
+        if key in patched:
+            assert value.shape[-1] == 12
+            value = np.zeros([*value.shape[:-1], 20], value.dtype)
+        tensors[key] = value
+    prefix = str(tmp_path / "ckpt-9")
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=list(tensors),
+        shape_and_slices=[""] * len(tensors),
+        tensors=[tf.constant(t) for t in tensors.values()],
+    )
+    with pytest.raises(
+        DataError, match=r"ckpt-9.*box predictor BoxPredictor_0/\S+ has shape \[.*20\] .* but \[.*12\] here"
+    ):
+        loop._fine_tune(model, _fine_tune_config(run, FINE_TUNE_CLASSES, prefix))
+    for variable in model.variables:  # nothing half-loaded
+        np.testing.assert_array_equal(variable.numpy(), fine_tune["initial"][variable.path])
+
+
+def test_fine_tune_cli_run_starts_at_step_zero_with_a_fresh_optimizer_and_an_auto_batch(
+    tmp_path, run, fine_tune, monkeypatch, capsys
+):
+    """``train --batch-size auto`` fine-tuning the 2-class ckpt-6 (step 6, QAT on, 6 optimizer iterations) into
+    4 classes: none of that state carries over, the chosen batch size and what was kept fresh are printed."""
+    import re
+
+    from spaghettinet.cli import main
+    from spaghettinet.pipeline_config import write_config
+
+    source = tf.train.load_checkpoint(str(fine_tune["prefix"]))
+    assert int(source.get_tensor("quantization_aware/.ATTRIBUTES/VARIABLE_VALUE")) == 1
+    # No graph_rewriter: QAT can only be on in the new run if the source's flag came with the weights.
+    cfg = _fine_tune_config(run, FINE_TUNE_CLASSES, fine_tune["prefix"]).replace(quantization=None)
+    config_path = write_config(cfg, run["dir"].parent / "pipeline_fine_tune.config")
+    real_train = loop.train  # the CLI's train without the final COCO evaluation (slow, not the point here)
+    monkeypatch.setattr(loop, "train", lambda *a, **k: real_train(*a, **{**k, "evaluate_at_end": False}))
+    model_dir = tmp_path / "tuned"
+
+    with pytest.raises(SystemExit) as exit_info:
+        args = [
+            "--config",
+            str(config_path),
+            "--model-dir",
+            str(model_dir),
+            "--batch-size",
+            "auto",
+            "--steps",
+            "2",
+        ]
+        main(["train", *args])
+    captured = capsys.readouterr()
+    output = " ".join((captured.out + captured.err).split())  # undo the console's line wrapping
+    assert exit_info.value.code == 0, output
+
+    assert f"kept fresh: class predictor ({FINE_TUNE_CLASSES} classes here, 2 in the checkpoint)" in output
+    match = re.search(r"batch size (\d+) \((.*?)\) step 2/2", output)  # the last note, then progress
+    assert match, output
+    chosen, reason = int(match.group(1)), match.group(2)
+    assert 1 <= chosen <= 5  # never more than the 5 training images
+    assert "MiB per image measured" in reason  # the CPU rule's choice, not the config's batch of 2
+    assert json.loads((model_dir / loop.STATE_FILE).read_text())["batch_size"] == chosen
+
+    prefix = latest_checkpoint(model_dir)
+    reader = tf.train.load_checkpoint(prefix)
+    names = [name for name, _ in tf.train.list_variables(prefix)]
+    iterations = next(n for n in names if n.startswith("optimizer/") and "iteration" in n)
+    assert int(reader.get_tensor(iterations)) == 2
+    assert int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) == 2
+    assert int(reader.get_tensor("quantization_aware/.ATTRIBUTES/VARIABLE_VALUE")) == 0
+    model, step, qat = restore_detector(cfg, model_dir)
+    assert step == 2 and not qat and model.num_classes == FINE_TUNE_CLASSES

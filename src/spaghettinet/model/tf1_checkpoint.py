@@ -70,6 +70,7 @@ class LoadReport:
             of classes (the fine-tuning case).
         ignored: training-state entries skipped by pattern (optimizer slots, EMA, QAT ranges...).
         checkpoint_num_classes: the checkpoint's number of foreground classes.
+        fresh_head: box-predictor variables not loaded because only the backbone was asked for.
     """
 
     prefix: str
@@ -79,6 +80,7 @@ class LoadReport:
     skipped_class_head: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     checkpoint_num_classes: int | None = None
+    fresh_head: list[str] = field(default_factory=list)
 
     @property
     def fine_tuning(self) -> bool:
@@ -98,6 +100,8 @@ class LoadReport:
                 f"; class predictors re-initialised for fine-tuning ({self.checkpoint_num_classes} classes in the "
                 f"checkpoint, {len(self.skipped_class_head)} variables skipped)"
             )
+        if self.fresh_head:
+            text += f"; box-predictor head kept fresh (backbone only, {len(self.fresh_head)} variables)"
         if self.missing:
             text += f"; {len(self.missing)} missing"
         if self.unused:
@@ -175,7 +179,7 @@ def _num_classes_from_shapes(shapes: dict) -> int | None:
     return class_bias[0] // anchors - 1
 
 
-def load_tf1_checkpoint(model, prefix: str | Path) -> LoadReport:
+def load_tf1_checkpoint(model, prefix: str | Path, backbone_only: bool = False) -> LoadReport:
     """Load a TF1 Object Detection API checkpoint into a detector, by variable name.
 
     With the same ``num_classes`` everything loads. With another one, everything but the ClassPredictor 1x1
@@ -185,6 +189,8 @@ def load_tf1_checkpoint(model, prefix: str | Path) -> LoadReport:
     Args:
         model: a detector from :func:`~spaghettinet.model.detector.build_detector`.
         prefix: checkpoint prefix (``.../model.ckpt`` or ``model.ckpt-400000``) or its folder.
+        backbone_only: load the ``FeatureExtractor/`` variables only and keep the box predictors fresh (the
+            Object Detection API's ``fine_tune_checkpoint_type: "classification"``).
 
     Returns:
         A :class:`LoadReport`.
@@ -217,6 +223,9 @@ def load_tf1_checkpoint(model, prefix: str | Path) -> LoadReport:
     targets = tf1_variable_map(model)
     values = {}
     for name, variable in targets.items():
+        if backbone_only and not name.startswith("FeatureExtractor/"):
+            report.fresh_head.append(name)
+            continue
         if name not in shapes:
             report.missing.append(name)
             continue

@@ -328,13 +328,24 @@ def _build_train_step(model, optimizer, strategy, config):
 
 
 def _is_our_checkpoint(prefix: str) -> bool:
-    names = [name for name, _ in tf.train.list_variables(prefix)]
+    try:
+        names = [name for name, _ in tf.train.list_variables(prefix)]
+    except (tf.errors.OpError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"train_config.fine_tune_checkpoint cannot be read (corrupt or incomplete?): {first_line}", prefix
+        ) from None
     return any(name.startswith("model/") for name in names)
 
 
 def _fine_tune(model, config) -> str | None:
-    """Load ``train_config.fine_tune_checkpoint`` (TF1 zoo or ours) into a fresh model; a line for the user."""
-    from spaghettinet.training.checkpoints import latest_checkpoint
+    """Load ``train_config.fine_tune_checkpoint`` (TF1 zoo or ours) into a fresh model; a line for the user.
+
+    Only weights come over: the run starts at step 0 with a fresh optimizer, in float mode until its own QAT
+    delay, whatever the source checkpoint had reached. With another number of classes the class predictors stay
+    freshly initialised; ``fine_tune_checkpoint_type: "classification"`` takes the backbone only.
+    """
+    from spaghettinet.training.checkpoints import latest_checkpoint, load_for_fine_tuning
 
     source = config.train.fine_tune_checkpoint
     if not source:
@@ -350,19 +361,13 @@ def _fine_tune(model, config) -> str | None:
             ".../model.ckpt-400000, a ckpt-N prefix of ours, or a model directory)",
             path,
         )
+    backbone_only = config.train.fine_tune_checkpoint_type == "classification"
     if _is_our_checkpoint(prefix):
-        try:
-            tf.train.Checkpoint(model=model).read(prefix).expect_partial().assert_existing_objects_matched()
-        except (AssertionError, ValueError) as exc:
-            raise DataError(
-                f"fine_tune_checkpoint does not fit this model (another variant, class count or input size?): {exc}",
-                prefix,
-            ) from exc
-        return f"fine-tuning from {prefix} (all model weights)"
+        return load_for_fine_tuning(model, prefix, backbone_only=backbone_only).summary()
     from spaghettinet.model.quantize import mark_ranges_loaded
     from spaghettinet.model.tf1_checkpoint import load_tf1_checkpoint
 
-    report = load_tf1_checkpoint(model, prefix)
+    report = load_tf1_checkpoint(model, prefix, backbone_only=backbone_only)
     mark_ranges_loaded(model)
     return f"fine-tuning: {report.summary()}"
 
