@@ -16,11 +16,15 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from typing import TYPE_CHECKING
 
 from spaghettinet.data.problems import ProblemError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow and numpy are imported where they are used: the TFRecord writer's worker processes check most JPEGs
+# without them (see _jpeg_header_info) and start faster for it.
 
 JPEG_QUALITY = 95
 """Quality of the JPEGs written for converted images: visually lossless, 3-4x smaller than PNG."""
@@ -82,6 +86,8 @@ class ImageInfo:
 
 
 def _open(path: Path) -> Image.Image:
+    from PIL import Image, UnidentifiedImageError
+
     try:
         return Image.open(path)
     except FileNotFoundError:
@@ -122,6 +128,8 @@ def inspect_image(path: str | Path, full_decode: bool = True) -> ImageInfo:
         >>> (info.width, info.height, info.stored_as_is)
         (800, 600, True)
     """
+    from PIL import Image
+
     path = Path(path)
     with _open(path) as image:
         image_format = image.format or "unknown"
@@ -142,6 +150,113 @@ def inspect_image(path: str | Path, full_decode: bool = True) -> ImageInfo:
     return ImageInfo(path, image_format, mode, width, height, orientation, stored_as_is)
 
 
+def _jpeg_header_info(path: Path, data: bytes) -> ImageInfo | None:
+    """The :class:`ImageInfo` of a plain RGB JPEG read from its bytes, or None when Pillow must look at it.
+
+    Walks the markers from SOI to SOS without Pillow, for the common case only: a JFIF/plain JPEG that ends with
+    the end-of-image marker, one 8-bit 3-component baseline or progressive frame, no APP1 (EXIF or XMP, which may
+    carry an orientation) and no MPF block. Anything else (EXIF photos, greyscale, CMYK, a marker out of place, a
+    bad segment length, a huge image) returns None and :func:`inspect_image` decides, so the answer and every
+    error message stay Pillow's. For the files accepted here Pillow's header parse finds the same size and mode,
+    and with the end marker present ``inspect_image(full_decode=False)`` decodes nothing either.
+    """
+    size = len(data)
+    if size < 4 or data[:3] != b"\xff\xd8\xff" or data[-2:] != b"\xff\xd9":
+        return None
+    frame = None
+    position = 2
+    while True:
+        if position + 4 > size or data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        length = (data[position + 2] << 8) | data[position + 3]
+        end = position + 2 + length
+        if length < 2 or end > size:
+            return None
+        if marker == 0xDA:  # start of scan: the header ends here
+            break
+        if marker in _FRAME_MARKERS:
+            if frame is not None or length < 8:
+                return None
+            frame = data[position + 4 : position + 10]
+        elif marker == 0xDB:
+            if not _quantization_tables_fit(data, position + 4, end):
+                return None
+        elif marker in _APP_PREFIXES:
+            # Segments Pillow parses: MPF makes it an MPO; a JFIF, Adobe or ICC block too short for Pillow's
+            # reads makes it fail. Both are left to Pillow.
+            payload = length - 2
+            for prefix, shortest in _APP_PREFIXES[marker]:
+                if data.startswith(prefix, position + 4) and payload < shortest:
+                    return None
+        elif marker not in _PLAIN_MARKERS:
+            return None
+        position = end
+    if frame is None or frame[0] != 8 or frame[5] != 3:
+        return None
+    height = (frame[1] << 8) | frame[2]
+    width = (frame[3] << 8) | frame[4]
+    limit = _max_image_pixels()
+    if width == 0 or height == 0 or (limit is not None and width * height > limit):
+        return None
+    return ImageInfo(path, "JPEG", "RGB", width, height, 1, True)
+
+
+# SOF0 (baseline), SOF1 (extended sequential), SOF2 (progressive): what tf.io.decode_jpeg reads.
+_FRAME_MARKERS = frozenset((0xC0, 0xC1, 0xC2))
+# Markers Pillow only skips or stores before SOS: DHT, DRI, COM, APP3-APP12, APP15. APP1 (EXIF, XMP) and APP13
+# (Photoshop) are not here: Pillow reads orientation and resolution from them, so such files go to Pillow.
+_PLAIN_MARKERS = frozenset((0xC4, 0xDD, 0xFE, *range(0xE3, 0xED), 0xEF))
+# APP segments Pillow parses: (prefix, fewest payload bytes it reads without failing); MPF always goes to Pillow.
+_APP_PREFIXES = {
+    0xE0: ((b"JFIF", 7),),
+    0xE2: ((b"MPF\0", 1 << 17), (b"ICC_PROFILE\0", 14)),
+    0xEE: ((b"Adobe", 7),),
+}
+
+
+def _quantization_tables_fit(data: bytes, start: int, end: int) -> bool:
+    """The DQT segment check Pillow makes: each table of 64 values (1 or 2 bytes each) lies inside the segment."""
+    while start < end:
+        start += 1 + (64 if data[start] < 16 else 128)
+        if start > end:
+            return False
+    return True
+
+
+def _max_image_pixels() -> int | None:
+    # Pillow's decompression-bomb limit (a user may change it); Pillow warns or refuses above it.
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+def inspect_image_for_record(path: str | Path) -> tuple[ImageInfo, bytes | None]:
+    """``inspect_image(path, full_decode=False)``, plus the file's bytes when they are what a TFRecord stores.
+
+    The same checks and the same answer as :func:`inspect_image` without ``full_decode``, with one read of the
+    file in the common case (an upright RGB JPEG that ends with its end marker, see :func:`_jpeg_header_info`):
+    the bytes checked are then the bytes stored. Other images go through Pillow as before.
+
+    Returns:
+        ``(info, data)``: ``data`` is the file's content when ``info.stored_as_is`` (pass it to
+        :func:`encoded_rgb_jpeg` to skip a second read), else None.
+
+    Raises:
+        ProblemError (a DataError): empty, truncated, or not an image.
+    """
+    path = path if isinstance(path, Path) else Path(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        data = b""  # Pillow reports it below, in its own words
+    info = _jpeg_header_info(path, data) if data else None
+    if info is None:
+        info = inspect_image(path, full_decode=False)
+    return info, (data if info.stored_as_is and data else None)
+
+
 def _ends_with_jpeg_eoi(path: Path) -> bool:
     with open(path, "rb") as handle:
         handle.seek(0, 2)
@@ -151,6 +266,9 @@ def _ends_with_jpeg_eoi(path: Path) -> bool:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    import numpy as np
+    from PIL import Image
+
     if image.mode == "RGB":
         return image
     if image.mode.startswith("I") or image.mode == "F":
@@ -167,12 +285,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def encoded_rgb_jpeg(path: str | Path, info: ImageInfo | None = None) -> bytes:
+def encoded_rgb_jpeg(path: str | Path, info: ImageInfo | None = None, data: bytes | None = None) -> bytes:
     """Return the bytes to store for an image: the file itself when it is an upright RGB JPEG, else a conversion.
 
     Args:
         path: the image file.
         info: its :class:`ImageInfo`, when already known (saves a second header read).
+        data: the file's content, when already read (:func:`inspect_image_for_record`); used as is for an upright
+            RGB JPEG.
 
     Returns:
         JPEG bytes whose decoded size is ``(info.height, info.width)`` and whose pixels are RGB, upright.
@@ -180,10 +300,12 @@ def encoded_rgb_jpeg(path: str | Path, info: ImageInfo | None = None) -> bytes:
     Raises:
         ProblemError (a DataError): the image does not decode.
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     info = info or inspect_image(path, full_decode=False)
     if info.stored_as_is:
-        return path.read_bytes()
+        return data if data is not None else path.read_bytes()
+    from PIL import ImageOps
+
     with _open(path) as image:
         try:
             image.load()

@@ -30,11 +30,12 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from spaghettinet.data.images import ImageInfo, inspect_image
+from spaghettinet.data.images import ImageInfo, inspect_image, inspect_image_for_record
 from spaghettinet.data.problems import ERROR, INFO, WARNING, Problem, ProblemError
 from spaghettinet.data.voc import ImageXmlPair, VocAnnotation, find_pairs, parse_voc_xml
 
@@ -111,36 +112,46 @@ def check_objects(
         )
         return annotation, problems
     kept = []
+    slack_x, slack_y = CLIP_TOLERANCE * width, CLIP_TOLERANCE * height
     for index, obj in enumerate(annotation.objects, start=1):
-        what = f"object {index} ({obj.name!r}) box [xmin={obj.xmin:g}, ymin={obj.ymin:g}, xmax={obj.xmax:g}, ymax={obj.ymax:g}]"
-        if obj.xmax <= obj.xmin or obj.ymax <= obj.ymin:
-            problems.append(Problem(source, "empty-box", ERROR, f"{what} has zero or negative area"))
-            continue
-        slack_x, slack_y = CLIP_TOLERANCE * width, CLIP_TOLERANCE * height
-        if (
-            obj.xmin < -slack_x
-            or obj.ymin < -slack_y
-            or obj.xmax > width + slack_x
-            or obj.ymax > height + slack_y
-        ):
+        xmin, ymin, xmax, ymax = obj.xmin, obj.ymin, obj.xmax, obj.ymax
+        if xmax <= xmin or ymax <= ymin:
             problems.append(
-                Problem(source, "box-outside-image", ERROR, f"{what} lies outside the {width}x{height} image")
+                Problem(source, "empty-box", ERROR, f"{_describe(index, obj)} has zero or negative area")
             )
             continue
-        clipped = replace(
-            obj,
-            xmin=min(max(obj.xmin, 0.0), width),
-            ymin=min(max(obj.ymin, 0.0), height),
-            xmax=min(max(obj.xmax, 0.0), width),
-            ymax=min(max(obj.ymax, 0.0), height),
-        )
-        if clipped != obj:
+        if xmin < -slack_x or ymin < -slack_y or xmax > width + slack_x or ymax > height + slack_y:
+            problems.append(
+                Problem(
+                    source,
+                    "box-outside-image",
+                    ERROR,
+                    f"{_describe(index, obj)} lies outside the {width}x{height} image",
+                )
+            )
+            continue
+        clipped = obj
+        if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
+            clipped = replace(
+                obj,
+                xmin=min(max(xmin, 0.0), width),
+                ymin=min(max(ymin, 0.0), height),
+                xmax=min(max(xmax, 0.0), width),
+                ymax=min(max(ymax, 0.0), height),
+            )
             if clipped.xmax <= clipped.xmin or clipped.ymax <= clipped.ymin:
-                problems.append(Problem(source, "empty-box", ERROR, f"{what} has no area inside the image"))
+                problems.append(
+                    Problem(
+                        source, "empty-box", ERROR, f"{_describe(index, obj)} has no area inside the image"
+                    )
+                )
                 continue
             problems.append(
                 Problem(
-                    source, "box-clipped", WARNING, f"{what} overshoots the {width}x{height} image; clipped"
+                    source,
+                    "box-clipped",
+                    WARNING,
+                    f"{_describe(index, obj)} overshoots the {width}x{height} image; clipped",
                 )
             )
         if input_size is not None:
@@ -152,7 +163,7 @@ def check_objects(
                         source,
                         "small-object",
                         INFO,
-                        f"{what} is {scaled_w:.1f}x{scaled_h:.1f} px at input size "
+                        f"{_describe(index, obj)} is {scaled_w:.1f}x{scaled_h:.1f} px at input size "
                         f"{input_size[0]}x{input_size[1]}; hard to detect",
                     )
                 )
@@ -163,7 +174,17 @@ def check_objects(
         problems.append(
             Problem(source, "no-objects", INFO, "no objects: kept as a negative (background) image")
         )
-    return replace(annotation, width=width, height=height, objects=tuple(kept)), problems
+    checked = VocAnnotation(
+        annotation.xml_path, annotation.filename, width, height, annotation.depth, tuple(kept)
+    )
+    return checked, problems
+
+
+def _describe(index: int, obj) -> str:
+    return (
+        f"object {index} ({obj.name!r}) box "
+        f"[xmin={obj.xmin:g}, ymin={obj.ymin:g}, xmax={obj.xmax:g}, ymax={obj.ymax:g}]"
+    )
 
 
 def image_problems(image: ImageInfo) -> list[Problem]:
@@ -189,24 +210,43 @@ def check_pair(
     Returns:
         A :class:`PairCheck`; ``pair`` is None when any error was found.
     """
+    return _check_pair(pair, lambda path: (inspect_image(path, full_decode=full_decode), None), input_size)[0]
+
+
+def check_pair_for_record(pair: ImageXmlPair) -> tuple[PairCheck, bytes | None]:
+    """``check_pair(pair, full_decode=False)``, plus the image file's bytes when they are stored as they are.
+
+    The TFRecord writer's check: the same problems, with the image file read once (see
+    :func:`~spaghettinet.data.images.inspect_image_for_record`).
+
+    Returns:
+        ``(check, data)``; ``data`` is None when the check failed or the image is to be converted.
+    """
+    return _check_pair(pair, inspect_image_for_record, None)
+
+
+def _check_pair(
+    pair: ImageXmlPair, inspect: Callable, input_size: tuple[int, int] | None
+) -> tuple[PairCheck, bytes | None]:
     problems: list[Problem] = []
-    annotation = image = None
+    annotation = image = data = None
     try:
         annotation = parse_voc_xml(pair.xml_path)
     except ProblemError as exc:
         problems.append(exc.to_problem())
     try:
-        image = inspect_image(pair.image_path, full_decode=full_decode)
+        image, data = inspect(pair.image_path)
         problems += image_problems(image)
     except ProblemError as exc:
         problems.append(exc.to_problem())
     if annotation is None or image is None:
-        return PairCheck(None, problems)
+        return PairCheck(None, problems), None
     annotation, object_problems = check_objects(annotation, image, pair.xml_path, input_size)
     problems += object_problems
     if any(p.severity == ERROR for p in problems):
-        return PairCheck(None, problems)
-    return PairCheck(CheckedPair(pair.stem, pair.image_path, pair.xml_path, annotation, image), problems)
+        return PairCheck(None, problems), None
+    checked = CheckedPair(pair.stem, pair.image_path, pair.xml_path, annotation, image)
+    return PairCheck(checked, problems), data
 
 
 def check_pairs(
@@ -383,6 +423,7 @@ __all__ = [
     "ValidationReport",
     "check_objects",
     "check_pair",
+    "check_pair_for_record",
     "check_pairs",
     "image_problems",
     "validate",

@@ -11,7 +11,10 @@ Boxes here are in pixels, as written in the xml (``xmin, ymin, xmax, ymax``); th
 from __future__ import annotations
 
 import math
+import os
+import re
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,14 +97,36 @@ class PairScan:
 
 def _files_by_stem(folder: Path, extensions: tuple[str, ...]) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
-    for path in sorted(folder.rglob("*")):
-        # Hidden files (".IMG_1.jpg.tmp", macOS "._IMG_1.jpg") are never data.
-        if path.suffix.lower() not in extensions or path.name.startswith("."):
-            continue
-        if not path.is_file():
-            continue
-        found.setdefault(path.stem, []).append(path)
+    for _, path, stem in sorted(_walk(str(folder), (), extensions)):
+        found.setdefault(stem, []).append(Path(path))
     return found
+
+
+def _walk(folder: str, parts: tuple[str, ...], extensions: tuple[str, ...]) -> Iterator[tuple]:
+    """``(sort key, path, stem)`` of the files under ``folder`` whose suffix is in ``extensions``.
+
+    What ``Path.rglob("*")`` finds, filtered, in one ``os.scandir`` per folder: symlinked files count, symlinked
+    folders are not entered, unreadable folders are skipped. The sort key is the path's parts, the order of
+    ``sorted()`` over Paths.
+    """
+    try:
+        with os.scandir(folder) as entries:
+            entries = list(entries)
+    except PermissionError:
+        return
+    for entry in entries:
+        name = entry.name
+        dot = name.rfind(".")
+        # Path.suffix / Path.stem, and hidden files (".IMG_1.jpg.tmp", macOS "._IMG_1.jpg") are never data.
+        if (
+            0 < dot < len(name) - 1
+            and name[0] != "."
+            and name[dot:].lower() in extensions
+            and entry.is_file()
+        ):
+            yield (*parts, os.path.normcase(name)), entry.path, name[:dot]
+        elif entry.is_dir() and not entry.is_symlink():
+            yield from _walk(entry.path, (*parts, os.path.normcase(name)), extensions)
 
 
 def find_pairs(data_dir: str | Path, annotations: str | Path | None = None) -> PairScan:
@@ -168,9 +193,9 @@ def _number(element: ElementTree.Element | None, tag: str, path: Path, what: str
     return value
 
 
-def _flag(element: ElementTree.Element, tag: str) -> bool:
-    text = _text(element, tag)
-    if not text:
+def _flag_text(text: str | None) -> bool:
+    """VOC's 0/1 flags (``<difficult>``, ``<truncated>``); also 'true'/'yes'. Missing or empty: False."""
+    if not text or not (text := text.strip()):
         return False
     try:
         return float(text) != 0
@@ -191,19 +216,52 @@ def _optional_int(element: ElementTree.Element | None, tag: str, path: Path) -> 
     return int(value)
 
 
+# "<!" that opens anything but a comment or a CDATA section: a DOCTYPE (or stray DTD markup).
+_DECLARATION = re.compile(rb"<!(?!--|\[CDATA\[)")
+_XML_ENCODING = re.compile(rb"^(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
+_ASCII_COMPATIBLE = frozenset(
+    (b"utf-8", b"utf8", b"us-ascii", b"ascii", b"iso-8859-1", b"latin-1", b"latin1")
+)
+
+
+def _without_declarations(data: bytes) -> bool:
+    """True when the xml certainly has no DOCTYPE, so the plain (C) parser is as safe as defusedxml on it.
+
+    Entities, external references and every other trick defusedxml refuses need a DOCTYPE. In UTF-8, ASCII and
+    Latin-1 a DOCTYPE is the bytes ``<!DOCTYPE``, so a file in one of those encodings without ``<!`` (other than
+    comments and CDATA) has none. Anything else (a DOCTYPE, a NUL byte as in UTF-16/32, another declared
+    encoding) goes through defusedxml, which refuses or accepts it as before.
+    """
+    if b"<!" in data and _DECLARATION.search(data):
+        return False
+    if b"\0" in data:
+        return False
+    if data.startswith((b"<?xml", b"\xef\xbb\xbf<?xml")):
+        declared = _XML_ENCODING.match(data)
+        if declared and declared.group(1).lower() not in _ASCII_COMPATIBLE:
+            return False
+    return True
+
+
 def read_xml_root(path: str | Path) -> ElementTree.Element:
     """Read an xml file safely (defusedxml) and return its root element.
 
     Raises:
         ProblemError (a DataError): the file cannot be read, is not well-formed xml, or uses entities / external references.
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
         raise ProblemError("unreadable-file", f"cannot read the file: {exc.strerror or exc}", path) from None
     if not data.strip():
         raise ProblemError("unparseable-xml", "the xml file is empty", path)
+    if _without_declarations(data):
+        try:
+            return ElementTree.fromstring(data)
+        except ElementTree.ParseError as exc:
+            raise ProblemError("unparseable-xml", f"not well-formed xml ({exc})", path) from None
     try:
         return SafeElementTree.fromstring(data)
     except (defusedxml.EntitiesForbidden, defusedxml.DTDForbidden) as exc:
@@ -240,7 +298,7 @@ def parse_voc_xml(path: str | Path) -> VocAnnotation:
         >>> ann.objects[0].name, ann.objects[0].xmin
         ('Arduino_Nano', 317.0)
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     root = read_xml_root(path)
     if root.tag != "annotation":
         raise ProblemError(
@@ -253,24 +311,33 @@ def parse_voc_xml(path: str | Path) -> VocAnnotation:
     height = _optional_int(size, "height", path)
     depth = _optional_int(size, "depth", path)
     objects = []
-    for index, element in enumerate(root.findall("object"), start=1):
+    for index, element in enumerate(root.iterfind("object"), start=1):
         name = _text(element, "name")
-        what = f"object {index}" + (f" ({name!r})" if name else "")
         if not name:
-            raise ProblemError("empty-class-name", f"{what} has an empty class name (<name>)", path)
+            raise ProblemError(
+                "empty-class-name", f"{_object_label(index, name)} has an empty class name (<name>)", path
+            )
         box = element.find("bndbox")
         if box is None:
-            raise ProblemError("bad-coordinate", f"{what} has no <bndbox>", path)
-        xmin, ymin, xmax, ymax = (_number(box, tag, path, what) for tag in ("xmin", "ymin", "xmax", "ymax"))
+            raise ProblemError("bad-coordinate", f"{_object_label(index, name)} has no <bndbox>", path)
+        try:
+            # float() ignores the blanks strip() removes; anything it refuses is reported by _number below.
+            xmin, ymin, xmax, ymax = map(float, map(box.findtext, _CORNERS))
+            usable = math.isfinite(xmin + ymin + xmax + ymax)
+        except (TypeError, ValueError):
+            usable = False
+        if not usable:
+            what = _object_label(index, name)
+            xmin, ymin, xmax, ymax = (_number(box, tag, path, what) for tag in _CORNERS)
         objects.append(
             VocObject(
-                name=name,
-                xmin=xmin,
-                ymin=ymin,
-                xmax=xmax,
-                ymax=ymax,
-                difficult=_flag(element, "difficult"),
-                truncated=_flag(element, "truncated"),
+                name,
+                xmin,
+                ymin,
+                xmax,
+                ymax,
+                _flag_text(element.findtext("difficult")),
+                _flag_text(element.findtext("truncated")),
             )
         )
     return VocAnnotation(
@@ -281,6 +348,13 @@ def parse_voc_xml(path: str | Path) -> VocAnnotation:
         depth=depth,
         objects=tuple(objects),
     )
+
+
+_CORNERS = ("xmin", "ymin", "xmax", "ymax")
+
+
+def _object_label(index: int, name: str | None) -> str:
+    return f"object {index}" + (f" ({name!r})" if name else "")
 
 
 def _format_number(value: float) -> str:
