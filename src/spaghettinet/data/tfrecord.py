@@ -5,9 +5,15 @@ folder. Every image is checked as it is read (header, JPEG end marker, size agai
 reported and left out, the others are still written. Upright RGB JPEGs are stored byte for byte (baseline or
 progressive: ``tf.io.decode_jpeg`` reads both); PNG, greyscale, RGBA, CMYK, 16-bit and EXIF-rotated images are
 converted once to RGB JPEG (quality 95), rotated as labelImg showed them, so the stored pixels match the boxes.
-Preparation runs in ``workers`` threads (file reads, JPEG header parsing and Pillow conversion release the GIL);
-shards ``PATH-00000-of-0000N`` (or just ``PATH`` for one shard) are each written under a temporary name and
+Shards ``PATH-00000-of-0000N`` (or just ``PATH`` for one shard) are each written under a temporary name and
 renamed when complete.
+
+Speed (``benchmarks/bench_data.py``): each image file is read once, and for a plain RGB JPEG its header is parsed
+from those bytes (:func:`~spaghettinet.data.images.inspect_image_for_record`) and the same bytes are stored; the
+xml goes through the C parser when it has no DOCTYPE (:func:`~spaghettinet.data.voc.read_xml_root`); examples
+are serialized without TensorFlow (:func:`_example_bytes`), which only writes the record files. The work is pure
+Python and holds the GIL, so from :data:`PARALLEL_MIN_IMAGES` images on it is shared with ``workers - 1`` worker
+processes, the output staying in input order and byte for byte the same.
 
 Reading: :func:`parse_example` for ``tf.data`` pipelines, :func:`read_examples` for tests and reports. Both read
 the records of the seed's generate_tfrecord.py too (format ``jpg``, no difficult/truncated/sha256 keys).
@@ -15,28 +21,38 @@ the records of the seed's generate_tfrecord.py too (format ``jpg``, no difficult
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import functools
 import glob as globbing
 import hashlib
 import os
+import pickle
 import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from spaghettinet.data.csv_labels import read_label_csv
-from spaghettinet.data.images import encoded_rgb_jpeg, inspect_image
+from spaghettinet.data.images import encoded_rgb_jpeg, inspect_image_for_record
 from spaghettinet.data.labelmap import LabelMap, read_label_map
 from spaghettinet.data.problems import ERROR, Problem, ProblemError
-from spaghettinet.data.validate import check_objects, check_pair, image_problems
-from spaghettinet.data.voc import VocAnnotation, find_pairs
+from spaghettinet.data.validate import check_objects, check_pair_for_record, image_problems
+from spaghettinet.data.voc import ImageXmlPair, VocAnnotation, find_pairs
 from spaghettinet.errors import DataError, UsageError
 from spaghettinet.io_utils import atomic_path
 from spaghettinet.tf_runtime import import_tensorflow
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _SHARD_PATTERN = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 
@@ -81,45 +97,152 @@ class _Prepared:
     converted: bool = False
 
 
+def _varint(value: int) -> bytes:
+    """Protocol-buffer base-128 varint (negative int64 values as their 64-bit two's complement)."""
+    if 0 <= value < 0x80:
+        return _SMALL_VARINTS[value]
+    value &= 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [bytes((i,)) for i in range(0x80)]
+
+# Field tags of tf.train.Feature's "kind" oneof (example/feature.proto): bytes_list = 1, float_list = 2,
+# int64_list = 3, each a length-delimited message (wire type 2). In the lists, ``value`` is field 1 (packed for
+# floats and ints).
+_BYTES, _FLOATS, _INT64S = b"\x0a", b"\x12", b"\x1a"
+
+
+def _entry_prefix(key: str) -> bytes:
+    # A Features.feature map entry is a message {key = 1: string, value = 2: Feature}.
+    return b"\x0a" + _varint(len(key)) + key.encode("ascii") + b"\x12"
+
+
+_PREFIX = {
+    key: _entry_prefix(key)
+    for key in (
+        "image/height",
+        "image/width",
+        "image/filename",
+        "image/source_id",
+        "image/key/sha256",
+        "image/encoded",
+        "image/format",
+        "image/object/bbox/xmin",
+        "image/object/bbox/xmax",
+        "image/object/bbox/ymin",
+        "image/object/bbox/ymax",
+        "image/object/class/text",
+        "image/object/class/label",
+        "image/object/difficult",
+        "image/object/truncated",
+    )
+}
+
+
+def _entry(key: str, kind: bytes, body: bytes) -> bytes:
+    """One map entry of ``Features.feature`` (tag and length included); ``body`` is the serialized list."""
+    size = len(body)
+    feature = kind + (_SMALL_VARINTS[size] if size < 0x80 else _varint(size)) + body
+    size = len(feature)
+    entry = _PREFIX[key] + (_SMALL_VARINTS[size] if size < 0x80 else _varint(size)) + feature
+    size = len(entry)
+    return b"\x0a" + (_SMALL_VARINTS[size] if size < 0x80 else _varint(size)) + entry
+
+
+def _bytes_body(values: Iterable[bytes]) -> bytes:
+    return b"".join(b"\x0a" + _varint(len(value)) + value for value in values)
+
+
+def _floats_body(values: list[float]) -> bytes:
+    if not values:
+        return b""
+    # float32, rounded to nearest as protobuf stores a Python float in a float field.
+    return b"\x0a" + _varint(4 * len(values)) + struct.pack(f"<{len(values)}f", *values)
+
+
+def _int64s_body(values: list[int]) -> bytes:
+    if not values:
+        return b""
+    if 0 <= min(values) and max(values) < 0x80:  # one byte each: labels, flags
+        return b"\x0a" + _varint(len(values)) + bytes(values)
+    packed = b"".join(map(_varint, values))
+    return b"\x0a" + _varint(len(packed)) + packed
+
+
+_FORMAT_ENTRY = _entry("image/format", _BYTES, _bytes_body([b"jpeg"]))
+
+
 def _example_bytes(
-    tf, image_path: Path, annotation: VocAnnotation, encoded: bytes, label_map: LabelMap
+    filename: str, annotation: VocAnnotation, encoded: bytes, label_ids: dict[str, int]
 ) -> bytes:
+    """A serialized tf.train.Example with the TF OD API keys, written without TensorFlow.
+
+    The wire format of example.proto / feature.proto: ``Example.features`` (field 1) holds ``Features.feature``
+    (field 1), a map whose entries are ``{key: 1, value: 2}``. It parses to the same message as
+    ``tf.train.Example(features=tf.train.Features(feature={...}))`` (tested), several times faster, and the image
+    bytes are copied once. Entries are written in a fixed order, so the same input gives the same bytes
+    (TensorFlow's own map order changes from run to run).
+    """
     width, height = annotation.width, annotation.height
     objects = annotation.objects
-    labels = [label_map.id_of(obj.name) for obj in objects]
+    name = _bytes_body([filename.encode("utf-8")])
+    # image/encoded, the only large value: its entry's header here, the bytes themselves joined once at the end.
+    image_list_head = b"\x0a" + _varint(len(encoded))
+    list_size = len(image_list_head) + len(encoded)
+    feature_head = _BYTES + _varint(list_size)
+    feature_size = len(feature_head) + list_size
+    entry_head = _PREFIX["image/encoded"] + _varint(feature_size)
+    image_entry_head = (
+        b"\x0a" + _varint(len(entry_head) + feature_size) + entry_head + feature_head + image_list_head
+    )
+    digest = hashlib.sha256(encoded).hexdigest().encode("ascii")
+    before = b"".join(
+        (
+            _entry("image/height", _INT64S, _int64s_body([height])),
+            _entry("image/width", _INT64S, _int64s_body([width])),
+            _entry("image/filename", _BYTES, name),
+            _entry("image/source_id", _BYTES, name),
+            _entry("image/key/sha256", _BYTES, b"\x0a" + _varint(len(digest)) + digest),
+            image_entry_head,
+        )
+    )
+    after = b"".join(
+        (
+            _FORMAT_ENTRY,
+            _entry("image/object/bbox/xmin", _FLOATS, _floats_body([obj.xmin / width for obj in objects])),
+            _entry("image/object/bbox/xmax", _FLOATS, _floats_body([obj.xmax / width for obj in objects])),
+            _entry("image/object/bbox/ymin", _FLOATS, _floats_body([obj.ymin / height for obj in objects])),
+            _entry("image/object/bbox/ymax", _FLOATS, _floats_body([obj.ymax / height for obj in objects])),
+            _entry(
+                "image/object/class/text", _BYTES, _bytes_body([obj.name.encode("utf-8") for obj in objects])
+            ),
+            _entry(
+                "image/object/class/label", _INT64S, _int64s_body([label_ids[obj.name] for obj in objects])
+            ),
+            _entry("image/object/difficult", _INT64S, _int64s_body([int(obj.difficult) for obj in objects])),
+            _entry("image/object/truncated", _INT64S, _int64s_body([int(obj.truncated) for obj in objects])),
+        )
+    )
+    size = len(before) + len(encoded) + len(after)
+    return b"".join((b"\x0a", _varint(size), before, encoded, after))
 
-    def floats(values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
 
-    def ints(values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-    def strings(values):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-
-    filename = image_path.name.encode("utf-8")
-    feature = {
-        "image/height": ints([height]),
-        "image/width": ints([width]),
-        "image/filename": strings([filename]),
-        "image/source_id": strings([filename]),
-        "image/key/sha256": strings([hashlib.sha256(encoded).hexdigest().encode("ascii")]),
-        "image/encoded": strings([encoded]),
-        "image/format": strings([b"jpeg"]),
-        "image/object/bbox/xmin": floats([obj.xmin / width for obj in objects]),
-        "image/object/bbox/xmax": floats([obj.xmax / width for obj in objects]),
-        "image/object/bbox/ymin": floats([obj.ymin / height for obj in objects]),
-        "image/object/bbox/ymax": floats([obj.ymax / height for obj in objects]),
-        "image/object/class/text": strings([obj.name.encode("utf-8") for obj in objects]),
-        "image/object/class/label": ints(labels),
-        "image/object/difficult": ints([int(obj.difficult) for obj in objects]),
-        "image/object/truncated": ints([int(obj.truncated) for obj in objects]),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+def _label_ids(label_map: LabelMap) -> dict[str, int]:
+    """Class name -> id, as :meth:`LabelMap.id_of` answers for the names in the map (the first id of a name)."""
+    ids: dict[str, int] = {}
+    for class_id, name in zip(label_map.ids, label_map.names_by_id, strict=True):
+        ids.setdefault(name, class_id)
+    return ids
 
 
-def _finish(tf, image_path, annotation, info, problems, source, label_map) -> _Prepared:
-    unknown = sorted({obj.name for obj in annotation.objects} - set(label_map.names_by_id))
+def _finish(image_path, annotation, info, data, problems, source, label_ids) -> _Prepared:
+    unknown = sorted({obj.name for obj in annotation.objects}.difference(label_ids))
     if unknown:
         problems.append(
             Problem(
@@ -131,27 +254,237 @@ def _finish(tf, image_path, annotation, info, problems, source, label_map) -> _P
         )
         return _Prepared(None, problems)
     try:
-        encoded = encoded_rgb_jpeg(image_path, info)
+        encoded = encoded_rgb_jpeg(image_path, info, data)
     except ProblemError as exc:
         return _Prepared(None, problems + [exc.to_problem()])
-    serialized = _example_bytes(tf, image_path, annotation, encoded, label_map)
+    serialized = _example_bytes(image_path.name, annotation, encoded, label_ids)
     return _Prepared(serialized, problems, len(annotation.objects), not info.stored_as_is)
 
 
-def _ordered_parallel(function: Callable, items: Sequence, workers: int) -> Iterator:
-    """``map(function, items)`` in ``workers`` threads, results in order, at most a few dozen in flight."""
-    if workers <= 1:
+def _prepare_pair(pair: ImageXmlPair, label_ids: dict[str, int]) -> _Prepared:
+    """Check one image/xml pair and serialize its example (None with the problems when it has an error)."""
+    check, data = check_pair_for_record(pair)
+    if check.pair is None:
+        return _Prepared(None, check.problems)
+    checked = check.pair
+    return _finish(
+        checked.image_path,
+        checked.annotation,
+        checked.image,
+        data,
+        check.problems,
+        checked.xml_path,
+        label_ids,
+    )
+
+
+def _prepare_row(row, image_dir: Path, csv: Path, label_ids: dict[str, int]) -> _Prepared:
+    """Check one image of a label CSV and serialize its example."""
+    image_path = image_dir / row.filename
+    try:
+        info, data = inspect_image_for_record(image_path)
+    except ProblemError as exc:
+        return _Prepared(None, [exc.to_problem()])
+    row_problems = image_problems(info)
+    annotation, object_problems = check_objects(row.annotation, info, csv)
+    row_problems += [
+        Problem(p.file, p.kind, p.severity, f"{row.filename}: {p.message}") for p in object_problems
+    ]
+    if any(p.severity == ERROR for p in row_problems):
+        return _Prepared(None, row_problems)
+    return _finish(image_path, annotation, info, data, row_problems, csv, label_ids)
+
+
+PARALLEL_MIN_IMAGES = 500
+"""Below this many images :func:`tfrecord` works alone: a worker process (about 0.1 s to start) would not help."""
+
+_CHUNK = 16
+"""Images per task sent to a worker process: enough to amortize the round trip, few enough to bound memory."""
+
+_HEADER = struct.Struct("<Q")
+_PIPE_SIZE = 1 << 20
+_READY = (
+    b"spgw-ok\n"  # what a worker writes once started; anything else first (a chatty sitecustomize) drops it
+)
+_WORKER_CODE = (
+    "import sys; sys.path.insert(0, sys.argv[1]); from spaghettinet.data.tfrecord import _serve; _serve()"
+)
+
+
+def _prepare_chunk(function: Callable, chunk: Sequence) -> list:
+    return [function(item) for item in chunk]
+
+
+def _serve() -> None:
+    """A worker process's loop: read ``(function, chunk)`` tasks on stdin, answer each with its results.
+
+    Messages are a little-endian uint64 length and a pickle; :data:`_READY` first says the worker is ready.
+    The answer is ``(True, results)`` or, when the chunk raised, ``(False, None)``: the parent then does that
+    chunk itself and the error surfaces there.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; stdin's end stops us
+    requests = sys.stdin.buffer
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt the answers
+    answers.write(_READY)
+    answers.flush()
+    while header := requests.read(_HEADER.size):
+        request = requests.read(_HEADER.unpack(header)[0])
+        try:
+            function, chunk = pickle.loads(request)
+            answer = pickle.dumps((True, _prepare_chunk(function, chunk)), pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            answer = pickle.dumps((False, None))
+        answers.write(_HEADER.pack(len(answer)) + answer)
+        answers.flush()
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    """``size`` bytes from an unbuffered pipe (fewer at its end)."""
+    parts = []
+    while size > 0 and (part := stream.read(size)):
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+class _Workers:
+    """Worker processes for :func:`_ordered_parallel`, talking over pipes.
+
+    Each is a fresh interpreter: forking this process is unsafe once TensorFlow's threads run, and a
+    ``multiprocessing`` child would re-run the caller's script when it has no ``__main__`` guard.
+    """
+
+    def __init__(self, count: int):
+        import fcntl  # POSIX only, like the workers
+
+        source_root = str(Path(__file__).resolve().parents[2])
+        self.held: dict[subprocess.Popen, deque[int]] = {}
+        self.ready: set[subprocess.Popen] = set()
+        for _ in range(count):
+            try:
+                process = subprocess.Popen(
+                    [sys.executable, "-c", _WORKER_CODE, source_root],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    bufsize=0,  # unbuffered: select() must see every answer not yet read
+                )
+            except OSError:  # no interpreter to start (a frozen app): fewer workers, or none
+                break
+            with contextlib.suppress(AttributeError, OSError):
+                # Room for a whole answer (16 images) in the pipe: the worker writes it in one go and the
+                # parent reads it in one go, instead of the two taking turns 64 KiB at a time (Linux only).
+                fcntl.fcntl(process.stdout, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+            self.held[process] = deque()
+        self.processes = list(self.held)
+
+    def idle(self) -> list[subprocess.Popen]:
+        """Started workers with fewer than two chunks (one being done, one queued)."""
+        return [process for process in self.ready if len(self.held[process]) < 2]
+
+    def send(self, process: subprocess.Popen, index: int, message: bytes) -> bool:
+        try:
+            view = memoryview(_HEADER.pack(len(message)) + message)
+            while view:
+                view = view[process.stdin.write(view) :]
+        except OSError:
+            self.drop(process)
+            return False
+        self.held[process].append(index)
+        return True
+
+    def receive(self, timeout: float | None) -> list[tuple[int, list | None]]:
+        """``(chunk index, results)`` from each worker that answered within ``timeout`` seconds; results are
+        None when the chunk is to be done again (the chunk raised, or the worker died)."""
+        if not self.held:
+            return []
+        ready, _, _ = select.select([process.stdout for process in self.held], [], [], timeout)
+        answers = []
+        for process in [process for process in self.held if process.stdout in ready]:
+            header = _read_exactly(process.stdout, _HEADER.size)
+            if process not in self.ready:
+                if header == _READY:
+                    self.ready.add(process)
+                else:
+                    self.drop(process)
+                continue
+            if len(header) < _HEADER.size:
+                answers += [(index, None) for index in self.drop(process)]
+                continue
+            size = _HEADER.unpack(header)[0]
+            payload = _read_exactly(process.stdout, size)
+            if len(payload) < size:
+                answers += [(index, None) for index in self.drop(process)]
+                continue
+            ok, results = pickle.loads(payload)
+            answers.append((self.held[process].popleft(), results if ok else None))
+        return answers
+
+    def drop(self, process: subprocess.Popen) -> list[int]:
+        """Stop using a worker; return the chunks it held."""
+        self.ready.discard(process)
+        held = list(self.held.pop(process, ()))
+        process.kill()
+        return held
+
+    def close(self) -> None:
+        # Every answer wanted has been read: nothing is lost by not waiting for the interpreters to wind down.
+        for process in self.processes:
+            process.kill()
+            process.wait()
+            process.stdin.close()
+            process.stdout.close()
+
+
+def _ordered_parallel(
+    function: Callable, items: Sequence, workers: int, wait_for_workers: bool = False
+) -> Iterator:
+    """``map(function, items)`` in this process and ``workers - 1`` worker processes, results in input order.
+
+    Items go in chunks of :data:`_CHUNK`. The parent never waits while there is work it could do: it does the
+    first chunk not handed out, and waits only when every chunk up to ``4 * workers`` ahead of the next one
+    due is done or held by a worker. Workers get chunks once started, two at a time. A worker that fails or
+    dies only costs its chunks being done again here, so errors are raised by the parent as without workers.
+    ``wait_for_workers`` starts only once every worker is ready (tests use it so that workers surely take part).
+    """
+    if workers <= 1 or len(items) < PARALLEL_MIN_IMAGES or os.name != "posix":
         yield from map(function, items)
         return
+    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
     window = 4 * workers
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append(pool.submit(function, item))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    results: dict[int, list] = {}
+    todo = list(range(len(chunks)))  # neither done nor held by a worker, ascending
+    pool = _Workers(workers - 1)
+    picklable = True
+    try:
+        deadline = time.monotonic() + 60
+        while wait_for_workers and len(pool.ready) < len(pool.held) and time.monotonic() < deadline:
+            pool.receive(1.0)
+        for due in range(len(chunks)):
+            while due not in results:
+                for process in pool.idle() if picklable else ():
+                    # todo[0] is left for the parent, which needs it soonest.
+                    if len(todo) > 1 and todo[1] < due + window:
+                        try:
+                            message = pickle.dumps((function, chunks[todo[1]]), pickle.HIGHEST_PROTOCOL)
+                        except Exception:  # nothing a worker could be given: this process does the rest
+                            picklable = False
+                            break
+                        index = todo.pop(1)
+                        if not pool.send(process, index, message):
+                            bisect.insort(todo, index)
+                parent_can_work = bool(todo) and todo[0] < due + window
+                for index, answer in pool.receive(0 if parent_can_work else None):
+                    if answer is None:
+                        bisect.insort(todo, index)
+                    else:
+                        results[index] = answer
+                if due not in results and todo and todo[0] < due + window:
+                    index = todo.pop(0)
+                    results[index] = _prepare_chunk(function, chunks[index])
+            yield from results.pop(due)
+    finally:
+        pool.close()
 
 
 def _remove_stale_shards(out: Path, keep: list[Path]) -> None:
@@ -180,7 +513,8 @@ def tfrecord(
         csv: a label CSV (``images/train_labels.csv``); needs ``images``.
         images: the folder the CSV's file names are in.
         shards: number of output files.
-        workers: threads preparing examples (default: one per core, at most 8).
+        workers: processes preparing examples, this one included (default: one per core, at most 8). Others
+            are started only for :data:`PARALLEL_MIN_IMAGES` images or more; the records are the same either way.
 
     Returns:
         A :class:`TfRecordResult`. Images with errors are left out and listed in ``problems``; every valid image
@@ -204,6 +538,7 @@ def tfrecord(
     workers = workers or min(8, os.cpu_count() or 1)
     if not isinstance(label_map, LabelMap):
         label_map = read_label_map(label_map)
+    label_ids = _label_ids(label_map)
     tf = import_tensorflow()
     problems: list[Problem] = []
 
@@ -219,21 +554,7 @@ def tfrecord(
             for paths in scan.duplicate_stems.values()
         ]
 
-        def prepare(pair) -> _Prepared:
-            check = check_pair(pair, full_decode=False)
-            if check.pair is None:
-                return _Prepared(None, check.problems)
-            checked = check.pair
-            return _finish(
-                tf,
-                checked.image_path,
-                checked.annotation,
-                checked.image,
-                check.problems,
-                checked.xml_path,
-                label_map,
-            )
-
+        prepare = functools.partial(_prepare_pair, label_ids=label_ids)
         items: list = scan.pairs
     else:
         csv_images, csv_problems = read_label_csv(csv)
@@ -242,21 +563,7 @@ def tfrecord(
         if not image_dir.is_dir():
             raise UsageError("--images is not a folder", image_dir)
 
-        def prepare(row) -> _Prepared:
-            image_path = image_dir / row.filename
-            try:
-                info = inspect_image(image_path, full_decode=False)
-            except ProblemError as exc:
-                return _Prepared(None, [exc.to_problem()])
-            row_problems = image_problems(info)
-            annotation, object_problems = check_objects(row.annotation, info, Path(csv))
-            row_problems += [
-                Problem(p.file, p.kind, p.severity, f"{row.filename}: {p.message}") for p in object_problems
-            ]
-            if any(p.severity == ERROR for p in row_problems):
-                return _Prepared(None, row_problems)
-            return _finish(tf, image_path, annotation, info, row_problems, Path(csv), label_map)
-
+        prepare = functools.partial(_prepare_row, image_dir=image_dir, csv=Path(csv), label_ids=label_ids)
         items = csv_images
 
     out = Path(out)
@@ -436,6 +743,7 @@ class Example:
         """The stored image as a uint8 RGB array [H, W, 3] (Pillow)."""
         import io
 
+        import numpy as np
         from PIL import Image
 
         with Image.open(io.BytesIO(self.encoded)) as image:
@@ -443,6 +751,8 @@ class Example:
 
 
 def _example_from_proto(proto) -> Example:
+    import numpy as np
+
     feature = proto.features.feature
 
     def values(key, kind):
