@@ -409,3 +409,26 @@ def test_restored_model_has_every_trained_weight(exported):
         if not any(np.array_equal(v.numpy(), value) for value in stored[tuple(v.shape)])
     ]
     assert missing == []
+
+
+def test_clamped_conv_biases_are_detected(exported):
+    """Export retries with wider ranges when a conv bias did not fit int32; the check must see a clamped one."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    flatbuffer = exported["result"].int8_model.read_bytes()
+    assert tflite.saturated_biases(flatbuffer) == []
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    subgraph = model.subgraphs[0]
+    int32_type = 2  # schema TensorType.INT32
+    conv = next(
+        op
+        for op in subgraph.operators
+        if len(op.inputs) >= 3 and op.inputs[2] >= 0 and subgraph.tensors[op.inputs[2]].type == int32_type
+    )
+    bias_buffer = model.buffers[subgraph.tensors[conv.inputs[2]].buffer]
+    values = np.frombuffer(np.asarray(bias_buffer.data, np.uint8).tobytes(), dtype="<i4").copy()
+    values[0] = np.iinfo(np.int32).min
+    bias_buffer.data = np.frombuffer(values.astype("<i4").tobytes(), dtype=np.uint8)
+    corrupted = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    expected = subgraph.tensors[conv.outputs[0]].name.decode()
+    assert tflite.saturated_biases(corrupted) == [expected]

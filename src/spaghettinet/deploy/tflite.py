@@ -43,8 +43,8 @@ DEAD_RANGE_WIDTH = 1e-5
 #: Width given to a dead range: a step of 0.1/255 keeps every ratio to a neighbouring ReLU6 range (6/255) within
 #: the [2**-8, 2**8) that XNNPACK's kernels accept, and still represents 0 exactly.
 DEAD_RANGE_FILL = 0.1
-#: Minimum widths tried in turn for every live range when XNNPACK still refuses the model: the model's own ranges
-#: first (0.0: only dead ranges change), wider floors only if needed.
+#: Minimum widths tried in turn for every live range when XNNPACK still refuses the model, or a conv bias does not
+#: fit int32: the model's own ranges first (0.0: only dead ranges change), wider floors only if needed.
 RANGE_FLOORS: tuple[float, ...] = (0.0, 1e-3, 1e-2, 0.1)
 #: Images per calibration pass of post-training quantization.
 CALIBRATION_BATCH = 8
@@ -367,6 +367,53 @@ def _xnnpack_refusal(flatbuffer: bytes) -> str | None:
     return None
 
 
+#: A quantized bias at the end of int32 is one the converter clamped: its true value did not fit.
+_INT32_LIMIT = 2**31 - 1
+
+
+def saturated_biases(flatbuffer: bytes) -> list[str]:
+    """Ops whose int32 bias the converter clamped, so the int8 model computes another function there.
+
+    A bias is stored at the scale ``input_scale * weight_scale``. After a short training, a tensor that feeds a
+    conv can span a range of 1e-4 or less while the conv's bias stays large (the class head's prior, about
+    -4.6): the bias then needs more than 31 bits, the converter silently clamps it, and the int8 model's scores
+    there come out wrong (0.5 instead of 0.01). Widening the narrow input range fixes it.
+
+    Args:
+        flatbuffer: an int8 ``.tflite``.
+
+    Returns:
+        The output tensor names of the ops with a clamped bias (empty when every bias fits).
+    """
+    model_object = _read_model(flatbuffer)
+    subgraph = model_object.subgraphs[0]
+    int32_type = 2  # schema TensorType.INT32
+    found = []
+    for operator in subgraph.operators:
+        inputs = [int(t) for t in operator.inputs] if operator.inputs is not None else []
+        if len(inputs) < 3 or inputs[2] < 0:
+            continue
+        bias = subgraph.tensors[inputs[2]]
+        data = model_object.buffers[bias.buffer].data
+        if bias.type != int32_type or data is None or len(data) == 0:
+            continue
+        values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), dtype="<i4")
+        if np.any(np.abs(values.astype(np.int64)) >= _INT32_LIMIT):
+            found.append(subgraph.tensors[int(operator.outputs[0])].name.decode("utf-8", "replace"))
+    return found
+
+
+def _bias_overflow(flatbuffer: bytes) -> str | None:
+    """Why the int8 model computes wrong values (clamped biases), or None when every bias fits."""
+    clamped = saturated_biases(flatbuffer)
+    if not clamped:
+        return None
+    return (
+        f"{len(clamped)} op(s) have a bias that does not fit int32 at their input's narrow range "
+        f"(first: {clamped[0].split(';')[0]})"
+    )
+
+
 def convert_int8(model, settings: PostprocessSettings, work_dir: str | Path) -> tuple[bytes, dict]:
     """Full-int8 ``.tflite`` through the model's own fake-quant graph: uint8 pixels in, float outputs from the op.
 
@@ -375,8 +422,8 @@ def convert_int8(model, settings: PostprocessSettings, work_dir: str | Path) -> 
     model's ranges: call :func:`calibrate_activation_ranges` first for those that were not trained), dead ranges
     are widened (:func:`floor_activation_ranges`), and the graph is converted with its fake-quant ranges, so every
     range in the file is one we chose, never one the converter derived from a degenerate calibration. If LiteRT's
-    default delegate still refuses the model, live ranges get the next floor of :data:`RANGE_FLOORS` and the
-    conversion is repeated. The model's mode and ranges are restored afterwards.
+    default delegate still refuses the model, or a conv's bias does not fit int32 (:func:`saturated_biases`), live
+    ranges get the next floor of :data:`RANGE_FLOORS` and the conversion is repeated. The model's mode and ranges are restored afterwards.
 
     Args:
         model: detector restored from a checkpoint (float or quantization-aware mode).
@@ -388,7 +435,7 @@ def convert_int8(model, settings: PostprocessSettings, work_dir: str | Path) -> 
         ``{"range_floor": ..., "widened_ranges": [layer names]}``.
 
     Raises:
-        SpaghettiError: XNNPACK refuses the model even with the widest floor.
+        SpaghettiError: XNNPACK refuses the model, or a bias overflows, even with the widest floor.
     """
     from spaghettinet.model.quantize import is_quantization_aware, set_quantization_aware
 
@@ -404,15 +451,14 @@ def convert_int8(model, settings: PostprocessSettings, work_dir: str | Path) -> 
             saved_model_dir = Path(work_dir) / f"saved_model_int8_{attempt}"
             write_saved_model(model, settings, saved_model_dir)
             flatbuffer = convert_int8_qat(saved_model_dir)
-            refusal = _xnnpack_refusal(flatbuffer)
+            refusal = _xnnpack_refusal(flatbuffer) or _bias_overflow(flatbuffer)
             if refusal is None:
                 return flatbuffer, {"range_floor": floor, "widened_ranges": widened}
     finally:
         _set_range_values(layers, original)
         set_quantization_aware(model, was_quantization_aware)
     raise SpaghettiError(
-        f"LiteRT's default delegate (XNNPACK) refuses the int8 model even with activation ranges at least "
-        f"{RANGE_FLOORS[-1]} wide: {refusal}"
+        f"no usable int8 model even with activation ranges at least {RANGE_FLOORS[-1]} wide: {refusal}"
     )
 
 
