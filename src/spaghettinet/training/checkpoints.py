@@ -1,4 +1,6 @@
-"""Training checkpoints: what they hold, how to find the latest one, and how to rebuild a detector from one.
+"""Training checkpoints: what they hold, how to find the latest one, how to rebuild a detector from one, and how to
+start fine-tuning from one (:func:`load_for_fine_tuning`: weights only, class predictors fresh when the number of
+classes differs).
 
 A checkpoint is a TF2 object checkpoint with the prefix ``<model_dir>/ckpt-<step>`` (the TF OD API named its TF1
 ones ``model.ckpt-<step>``) holding:
