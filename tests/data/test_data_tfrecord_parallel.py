@@ -170,15 +170,20 @@ def _not_for_workers(stem: str) -> str:
         None,  # the real workers, failing every chunk
         "import sys; sys.exit(3)",  # workers that die at once
         "print('hello from sitecustomize'); import time; time.sleep(30)",  # workers that talk garbage
+        "import sys, time; sys.stdout.write('spg'); sys.stdout.flush(); time.sleep(30)",  # and stall
     ],
 )
 def test_failing_workers_only_cost_time(monkeypatch, worker_code):
-    sent = _count_chunks_sent(monkeypatch)
-    if worker_code is not None:
+    if worker_code is None:
+        sent = _count_chunks_sent(monkeypatch)  # waits for the workers: they surely fail some chunks
+    else:  # workers that never start: nothing waits for them
+        sent = []
+        monkeypatch.setattr(tfrecord_module, "PARALLEL_MIN_IMAGES", 8)
         monkeypatch.setattr(tfrecord_module, "_WORKER_CODE", worker_code)
     items = [f"s{i}" for i in range(50)]
     started = time.monotonic()
-    assert list(tfrecord_module._ordered_parallel(_not_for_workers, items, 3)) == [s.upper() for s in items]
+    got = list(tfrecord_module._ordered_parallel(_not_for_workers, items, 3, 4))
+    assert got == [s.upper() for s in items]
     assert bool(sent) == (worker_code is None)
     assert time.monotonic() - started < 20
 
@@ -186,4 +191,13 @@ def test_failing_workers_only_cost_time(monkeypatch, worker_code):
 def test_unpicklable_items_are_done_by_the_parent(monkeypatch):
     _count_chunks_sent(monkeypatch)
     items = [lambda i=i: i for i in range(30)]
-    assert [f() for f in tfrecord_module._ordered_parallel(lambda f: f, items, 2)] == list(range(30))
+    assert [f() for f in tfrecord_module._ordered_parallel(lambda f: f, items, 2, 4)] == list(range(30))
+
+
+def test_chunks_shrink_for_large_photos_so_little_is_in_flight(tmp_path):
+    small, large = tmp_path / "small.jpg", tmp_path / "large.jpg"
+    small.write_bytes(b"x" * 20_000)
+    large.write_bytes(b"x" * 5_000_000)
+    assert tfrecord_module._chunk_size([small] * 40) == tfrecord_module._CHUNK
+    assert tfrecord_module._chunk_size([large, small]) == 1
+    assert tfrecord_module._chunk_size([tmp_path / "missing.jpg"]) == tfrecord_module._CHUNK

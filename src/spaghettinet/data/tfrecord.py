@@ -362,6 +362,7 @@ class _Workers:
         source_root = str(Path(__file__).resolve().parents[2])
         self.held: dict[subprocess.Popen, deque[int]] = {}
         self.ready: set[subprocess.Popen] = set()
+        self.greetings: dict[subprocess.Popen, bytes] = {}
         for _ in range(count):
             try:
                 process = subprocess.Popen(
@@ -402,13 +403,16 @@ class _Workers:
         ready, _, _ = select.select([process.stdout for process in self.held], [], [], timeout)
         answers = []
         for process in [process for process in self.held if process.stdout in ready]:
-            header = _read_exactly(process.stdout, _HEADER.size)
             if process not in self.ready:
-                if header == _READY:
+                # One read of what is there (select said something is): a short or odd greeting never blocks.
+                greeting = self.greetings.get(process, b"") + process.stdout.read(len(_READY))
+                self.greetings[process] = greeting
+                if greeting == _READY:
                     self.ready.add(process)
-                else:
+                elif not greeting or not _READY.startswith(greeting):
                     self.drop(process)
                 continue
+            header = _read_exactly(process.stdout, _HEADER.size)
             if len(header) < _HEADER.size:
                 answers += [(index, None) for index in self.drop(process)]
                 continue
@@ -437,22 +441,33 @@ class _Workers:
             process.stdout.close()
 
 
+def _chunk_size(image_paths: Sequence[Path]) -> int:
+    """Images per chunk: :data:`_CHUNK`, fewer for large files (from a sample), so that a chunk is about 1 MiB
+    at most and what is in flight stays small even for 5 MB photos."""
+    sizes = []
+    for path in image_paths[:32]:
+        with contextlib.suppress(OSError):
+            sizes.append(path.stat().st_size)
+    average = sum(sizes) // len(sizes) if sizes else 0
+    return max(1, min(_CHUNK, _PIPE_SIZE // max(average, 1)))
+
+
 def _ordered_parallel(
-    function: Callable, items: Sequence, workers: int, wait_for_workers: bool = False
+    function: Callable, items: Sequence, workers: int, chunk: int = _CHUNK, wait_for_workers: bool = False
 ) -> Iterator:
     """``map(function, items)`` in this process and ``workers - 1`` worker processes, results in input order.
 
-    Items go in chunks of :data:`_CHUNK`. The parent never waits while there is work it could do: it does the
-    first chunk not handed out, and waits only when every chunk up to ``4 * workers`` ahead of the next one
-    due is done or held by a worker. Workers get chunks once started, two at a time. A worker that fails or
+    Items go in chunks of ``chunk``. The parent never waits while there is work it could do: it does the
+    first chunk not handed out, and waits only when every chunk up to ``2 * workers + 2`` ahead of the next
+    one due is done or held by a worker. Workers get chunks once started, two at a time. A worker that fails or
     dies only costs its chunks being done again here, so errors are raised by the parent as without workers.
     ``wait_for_workers`` starts only once every worker is ready (tests use it so that workers surely take part).
     """
     if workers <= 1 or len(items) < PARALLEL_MIN_IMAGES or os.name != "posix":
         yield from map(function, items)
         return
-    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-    window = 4 * workers
+    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+    window = 2 * workers + 2
     results: dict[int, list] = {}
     todo = list(range(len(chunks)))  # neither done nor held by a worker, ascending
     pool = _Workers(workers - 1)
@@ -573,6 +588,7 @@ def tfrecord(
 
         prepare = functools.partial(_prepare_pair, label_ids=label_ids)
         items: list = scan.pairs
+        image_paths = [pair.image_path for pair in items[:32]]
     else:
         csv_images, csv_problems = read_label_csv(csv)
         problems += csv_problems
@@ -582,6 +598,7 @@ def tfrecord(
 
         prepare = functools.partial(_prepare_row, image_dir=image_dir, csv=Path(csv), label_ids=label_ids)
         items = csv_images
+        image_paths = [image_dir / row.filename for row in items[:32]]
 
     out = Path(out)
     targets = shard_paths(out, shards)
@@ -589,7 +606,8 @@ def tfrecord(
     with contextlib.ExitStack() as stack:
         temporaries = [stack.enter_context(atomic_path(target)) for target in targets]
         writers = [stack.enter_context(tf.io.TFRecordWriter(str(path))) for path in temporaries]
-        for prepared in _ordered_parallel(prepare, items, workers):
+        prepared_items = _ordered_parallel(prepare, items, workers, _chunk_size(image_paths))
+        for prepared in stack.enter_context(contextlib.closing(prepared_items)):
             problems += prepared.problems
             if prepared.serialized is None:
                 continue
