@@ -248,7 +248,9 @@ def inspect_image_for_record(path: str | Path) -> tuple[ImageInfo, bytes | None]
     path = path if isinstance(path, Path) else Path(path)
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            # Only a JPEG is read whole here (it is stored from these bytes); anything else goes to Pillow
+            # unread, so a large file that is no image costs no more than before.
+            data = handle.read() if handle.peek(3)[:3] == b"\xff\xd8\xff" else b""
     except OSError:
         data = b""  # Pillow reports it below, in its own words
     info = _jpeg_header_info(path, data) if data else None
