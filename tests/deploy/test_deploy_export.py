@@ -157,7 +157,8 @@ def test_litert_and_mediapipe_agree(exported):
         # Matched as sets: equal scores (common in a barely trained model) may come out in another order.
         unmatched = list(found)
         for i in range(litert.num):
-            ymin, xmin, ymax, xmax = np.clip(litert.boxes[i], 0, 1) * [height, width, height, width]
+            # Unclipped: MediaPipe keeps a box's full size when it crosses the image edge (see _same_detection).
+            ymin, xmin, ymax, xmax = litert.boxes[i] * [height, width, height, width]
             expected = {
                 "box": (xmin, ymin, xmax, ymax),
                 "label": names[litert.classes[i]],
@@ -172,13 +173,15 @@ def _same_detection(detection, expected: dict) -> bool:
     """A MediaPipe detection equals a LiteRT one: same label, score within 0.01, box within one pixel.
 
     MediaPipe reports whole pixels (origin and size each truncated), so each of its four numbers is compared
-    with LiteRT's to within one pixel.
+    with LiteRT's to within one pixel. A box that crosses the left or top edge keeps its full width and height
+    there, with the origin moved to 0: measured with boxes starting at x = -2.5 (MediaPipe: origin 0, width 25
+    for a box 25.0 wide).
     """
     box = detection.bounding_box
     xmin, ymin, xmax, ymax = expected["box"]
     return (
-        abs(box.origin_x - xmin) <= 1.0
-        and abs(box.origin_y - ymin) <= 1.0
+        abs(box.origin_x - max(xmin, 0.0)) <= 1.0
+        and abs(box.origin_y - max(ymin, 0.0)) <= 1.0
         and abs(box.width - (xmax - xmin)) <= 1.0
         and abs(box.height - (ymax - ymin)) <= 1.0
         and detection.categories[0].category_name == expected["label"]
