@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -216,33 +215,6 @@ def _optional_int(element: ElementTree.Element | None, tag: str, path: Path) -> 
     return int(value)
 
 
-# "<!" that opens anything but a comment or a CDATA section: a DOCTYPE (or stray DTD markup).
-_DECLARATION = re.compile(rb"<!(?!--|\[CDATA\[)")
-_XML_ENCODING = re.compile(rb"^(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
-_ASCII_COMPATIBLE = frozenset(
-    (b"utf-8", b"utf8", b"us-ascii", b"ascii", b"iso-8859-1", b"latin-1", b"latin1")
-)
-
-
-def _without_declarations(data: bytes) -> bool:
-    """True when the xml certainly has no DOCTYPE, so the plain (C) parser is as safe as defusedxml on it.
-
-    Entities, external references and every other trick defusedxml refuses need a DOCTYPE. In UTF-8, ASCII and
-    Latin-1 a DOCTYPE is the bytes ``<!DOCTYPE``, so a file in one of those encodings without ``<!`` (other than
-    comments and CDATA) has none. Anything else (a DOCTYPE, a NUL byte as in UTF-16/32, another declared
-    encoding) goes through defusedxml, which refuses or accepts it as before.
-    """
-    if b"<!" in data and _DECLARATION.search(data):
-        return False
-    if b"\0" in data:
-        return False
-    if data.startswith((b"<?xml", b"\xef\xbb\xbf<?xml")):
-        declared = _XML_ENCODING.match(data)
-        if declared and declared.group(1).lower() not in _ASCII_COMPATIBLE:
-            return False
-    return True
-
-
 def read_xml_root(path: str | Path) -> ElementTree.Element:
     """Read an xml file safely (defusedxml) and return its root element.
 
@@ -257,11 +229,8 @@ def read_xml_root(path: str | Path) -> ElementTree.Element:
         raise ProblemError("unreadable-file", f"cannot read the file: {exc.strerror or exc}", path) from None
     if not data.strip():
         raise ProblemError("unparseable-xml", "the xml file is empty", path)
-    if _without_declarations(data):
-        try:
-            return ElementTree.fromstring(data)
-        except ElementTree.ParseError as exc:
-            raise ProblemError("unparseable-xml", f"not well-formed xml ({exc})", path) from None
+    # Always defusedxml, even for files without a DOCTYPE: a fast path around it saved about 28 us per file
+    # (of ~150 us per record) and is not worth a second way of reading untrusted xml.
     try:
         return SafeElementTree.fromstring(data)
     except (defusedxml.EntitiesForbidden, defusedxml.DTDForbidden) as exc:
