@@ -7,7 +7,6 @@ the exported files reads them from that one export.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,37 +30,14 @@ def exported(tmp_path_factory) -> dict:
     The model is a real but barely trained one, as users export early: its activation ranges are the hard case
     (dead or constant channels) that once gave int8 models XNNPACK refused to load.
     """
-    from spaghettinet.data.demo import make_demo
-    from spaghettinet.data.labelmap import labelmap
-    from spaghettinet.data.split import split
-    from spaghettinet.data.tfrecord import tfrecord
+    from demo_training import train_on_demo_photos
+
     from spaghettinet.deploy.export import export
-    from spaghettinet.pipeline_config import read_config, write_config
-    from spaghettinet.pipeline_config.generate import config
-    from spaghettinet.training.loop import train
 
     root = tmp_path_factory.mktemp("export")
-    make_demo(root / "photos", images=TRAIN_IMAGES, seed=3)
-    split(root / "photos", root / "split", seed=0)
-    label_map = labelmap(root / "split", root / "label_map.pbtxt")
-    tfrecord(root / "train.record", root / "label_map.pbtxt", split_dir=root / "split" / "train")
-    tfrecord(root / "test.record", root / "label_map.pbtxt", split_dir=root / "split" / "test")
-    cfg = config(
-        "s",
-        root / "label_map.pbtxt",
-        root / "train.record",
-        root / "test.record",
-        root / "pipeline.config",
-        steps=TRAIN_STEPS,
-        batch_size=4,
-        input_size=INPUT_SIZE[0],
-        quantize=False,
+    cfg, label_map = train_on_demo_photos(
+        root, TRAIN_IMAGES, seed=3, steps=TRAIN_STEPS, input_size=INPUT_SIZE[0], quantize=False
     )
-    # The rate the size rules pick for so few images barely moves the scores off the prior in TRAIN_STEPS steps,
-    # leaving ties that make detection comparisons arbitrary; this rate separates them.
-    faster = replace(cfg.train, learning_rate_base=0.05, warmup_learning_rate=0.01)
-    cfg = read_config(write_config(replace(cfg, train=faster), cfg.path))
-    train(cfg, root / "model", steps=TRAIN_STEPS, evaluate_at_end=False, show_progress=False)
     result = export(
         cfg.path, root / "model", root / "exported", score_threshold=SCORE_THRESHOLD, calibration_images=16
     )

@@ -7,7 +7,6 @@ block, switched to quantization-aware mode a step in, then exported with the def
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,37 +21,15 @@ TRAIN_STEPS = 12  # QAT from step 1 (10 % of the steps), so most steps train the
 
 @pytest.fixture(scope="module")
 def qat_export(tmp_path_factory) -> dict:
-    from spaghettinet.data.demo import make_demo
-    from spaghettinet.data.labelmap import labelmap
-    from spaghettinet.data.split import split
-    from spaghettinet.data.tfrecord import tfrecord
+    from demo_training import train_on_demo_photos
+
     from spaghettinet.deploy.export import export
-    from spaghettinet.pipeline_config import read_config, write_config
-    from spaghettinet.pipeline_config.generate import config
-    from spaghettinet.training.loop import train
 
     root = tmp_path_factory.mktemp("export_qat")
-    make_demo(root / "photos", images=TRAIN_IMAGES, seed=5)
-    split(root / "photos", root / "split", seed=0)
-    labelmap(root / "split", root / "label_map.pbtxt")
-    tfrecord(root / "train.record", root / "label_map.pbtxt", split_dir=root / "split" / "train")
-    tfrecord(root / "test.record", root / "label_map.pbtxt", split_dir=root / "split" / "test")
-    cfg = config(
-        "s",
-        root / "label_map.pbtxt",
-        root / "train.record",
-        root / "test.record",
-        root / "pipeline.config",
-        steps=TRAIN_STEPS,
-        batch_size=4,
-        input_size=INPUT_SIZE,
-        quantize=True,
+    cfg, _ = train_on_demo_photos(
+        root, TRAIN_IMAGES, seed=5, steps=TRAIN_STEPS, input_size=INPUT_SIZE, quantize=True
     )
     assert cfg.quantization is not None and 0 < cfg.quantization.delay < TRAIN_STEPS
-    # As in test_deploy_export: a rate that moves the scores off the prior within so few steps.
-    faster = replace(cfg.train, learning_rate_base=0.05, warmup_learning_rate=0.01)
-    cfg = read_config(write_config(replace(cfg, train=faster), cfg.path))
-    train(cfg, root / "model", steps=TRAIN_STEPS, evaluate_at_end=False, show_progress=False)
     result = export(cfg.path, root / "model", root / "exported", score_threshold=0.005)
     return {"root": root, "result": result, "config": cfg, "photos": sorted((root / "split").rglob("*.jpg"))}
 

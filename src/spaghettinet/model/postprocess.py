@@ -179,6 +179,25 @@ def _single_image(array: np.ndarray, rank: int, name: str) -> np.ndarray:
     return array
 
 
+def _boxes_and_probabilities(
+    box_encodings, class_logits, anchors, scales, scores_are_probabilities: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image's decoded (unclipped) boxes ``[N, 4]`` and class probabilities ``[N, C + 1]``, shapes checked."""
+    box_encodings = _single_image(box_encodings, 2, "box_encodings")
+    class_logits = _single_image(class_logits, 2, "class_logits")
+    anchors = np.asarray(anchors, dtype=np.float32)
+    if not (box_encodings.shape[0] == class_logits.shape[0] == anchors.shape[0]):
+        raise ValueError(
+            f"box_encodings {box_encodings.shape}, class_logits {class_logits.shape} and anchors {anchors.shape} "
+            "must have the same number of anchors"
+        )
+    boxes = decode(np.asarray(box_encodings, dtype=np.float32), anchors, scales)
+    probabilities = (
+        np.asarray(class_logits, np.float32) if scores_are_probabilities else sigmoid(class_logits)
+    )
+    return boxes, probabilities
+
+
 def postprocess(
     box_encodings: np.ndarray,
     class_logits: np.ndarray,
@@ -213,17 +232,8 @@ def postprocess(
         >>> result.num, result.classes.tolist(), result.anchor_indices.tolist()
         (1, [0], [0])
     """
-    box_encodings = _single_image(box_encodings, 2, "box_encodings")
-    class_logits = _single_image(class_logits, 2, "class_logits")
-    anchors = np.asarray(anchors, dtype=np.float32)
-    if not (box_encodings.shape[0] == class_logits.shape[0] == anchors.shape[0]):
-        raise ValueError(
-            f"box_encodings {box_encodings.shape}, class_logits {class_logits.shape} and anchors {anchors.shape} "
-            "must have the same number of anchors"
-        )
-    boxes = decode(np.asarray(box_encodings, dtype=np.float32), anchors, scales)
-    probabilities = (
-        np.asarray(class_logits, np.float32) if scores_are_probabilities else sigmoid(class_logits)
+    boxes, probabilities = _boxes_and_probabilities(
+        box_encodings, class_logits, anchors, scales, scores_are_probabilities
     )
     scores = probabilities[:, 1:]
 
@@ -323,17 +333,8 @@ def fast_postprocess(
         >>> result.num, result.classes.tolist(), result.anchor_indices.tolist()
         (1, [0], [0])
     """
-    box_encodings = _single_image(box_encodings, 2, "box_encodings")
-    class_logits = _single_image(class_logits, 2, "class_logits")
-    anchors = np.asarray(anchors, dtype=np.float32)
-    if not (box_encodings.shape[0] == class_logits.shape[0] == anchors.shape[0]):
-        raise ValueError(
-            f"box_encodings {box_encodings.shape}, class_logits {class_logits.shape} and anchors {anchors.shape} "
-            "must have the same number of anchors"
-        )
-    boxes = decode(np.asarray(box_encodings, dtype=np.float32), anchors, scales)
-    probabilities = (
-        np.asarray(class_logits, np.float32) if scores_are_probabilities else sigmoid(class_logits)
+    boxes, probabilities = _boxes_and_probabilities(
+        box_encodings, class_logits, anchors, scales, scores_are_probabilities
     )
     foreground = probabilities[:, 1:]
     best_classes = foreground.argmax(axis=1).astype(np.int32)
