@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe_machine
 
 HERE = Path(__file__).resolve().parent
 MICROCONTROLLERS = HERE.parent.parent / "shared" / "datasets" / "microcontrollers" / "all"
@@ -114,11 +115,7 @@ def main(argv: list[str]) -> int:
     import_tensorflow()
     workers = args.workers or min(8, os.cpu_count() or 1)
     results: dict = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average": os.getloadavg(),
-        },
+        "machine": describe_machine(),
         "workers": workers,
         "repeats": args.repeats,
         "datasets": {},

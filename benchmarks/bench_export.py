@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe_machine
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_WORKDIR = HERE / "results" / "demo-work"
@@ -116,11 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from spaghettinet.io_utils import write_text_atomic
 
     results: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": describe_machine(),
         "quick": args.quick,
     }
     with tempfile.TemporaryDirectory(prefix="bench-export-") as scratch_name:

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe_machine
 
 HERE = Path(__file__).resolve().parent
 MICROCONTROLLERS = HERE.parent.parent / "shared" / "datasets" / "microcontrollers" / "all"
@@ -190,11 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_train.json")
     args = parser.parse_args(argv)
     results: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": describe_machine(),
         "quick": args.quick,
     }
     with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:

@@ -6,6 +6,8 @@ rules in both of its modes: the default class-agnostic fast NMS and the per-clas
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from spaghettinet.deploy.tflite import (
     PostprocessSettings,
     anchors_center_size,
     convert_float,
+    op_detections,
     postprocess_signature,
 )
 from spaghettinet.model.postprocess import fast_postprocess, postprocess
@@ -91,21 +94,6 @@ def _cases():
         )
 
 
-def _fast(anchors, box_encodings, class_logits):
-    return fast_postprocess(box_encodings, class_logits, anchors, max_detections=MAX_DETECTIONS, **THRESHOLDS)
-
-
-def _regular(anchors, box_encodings, class_logits):
-    return postprocess(
-        box_encodings,
-        class_logits,
-        anchors,
-        max_detections_per_class=100,
-        max_total_detections=MAX_DETECTIONS,
-        **THRESHOLDS,
-    )
-
-
 @pytest.mark.parametrize("regular", [False, True], ids=["fast_nms", "regular_nms"])
 def test_numpy_twin_matches_the_fused_op(tmp_path, regular):
     anchors = _anchors()
@@ -113,17 +101,16 @@ def test_numpy_twin_matches_the_fused_op(tmp_path, regular):
         num_classes=CLASSES, max_detections=MAX_DETECTIONS, use_regular_nms=regular, **THRESHOLDS
     )
     flatbuffer = _op_model(tmp_path, anchors, settings)
-    twin = _regular if regular else _fast
-    other = _fast if regular else _regular
+    other_mode = replace(settings, use_regular_nms=not regular)
     differs_from_other_mode = False
     for box_encodings, class_logits in _cases():
         boxes, classes, scores = _run_op(flatbuffer, box_encodings, class_logits)
-        expected = twin(anchors, box_encodings, class_logits)
+        expected = op_detections(settings, box_encodings, class_logits, anchors)
         assert len(scores) == expected.num == MAX_DETECTIONS
         np.testing.assert_array_equal(classes, expected.classes)
         np.testing.assert_allclose(scores, expected.scores, atol=1e-6, rtol=0)
         np.testing.assert_allclose(boxes, expected.boxes, atol=1e-6, rtol=0)
-        alternative = other(anchors, box_encodings, class_logits)
+        alternative = op_detections(other_mode, box_encodings, class_logits, anchors)
         differs_from_other_mode |= not np.array_equal(alternative.anchor_indices, expected.anchor_indices)
     # The inputs are crowded enough that the two modes disagree, so the wrong twin would fail above.
     assert differs_from_other_mode

@@ -164,32 +164,13 @@ def compare_detections(reference: list, candidate: list) -> dict:
 
 def _keras_detections(model, settings: tflite.PostprocessSettings, pixels: np.ndarray):
     """The Keras model's detections under the same NMS rules as the exported op (fast or regular)."""
-    from spaghettinet.model.postprocess import fast_postprocess, postprocess
-
     outputs = model(pixels[np.newaxis] * (2.0 / 255.0) - 1.0, training=False)
-    box_encodings = np.asarray(outputs["box_encodings"])[0]
-    class_logits = np.asarray(outputs["class_logits"])[0]
-    if settings.use_regular_nms:
-        detections = postprocess(
-            box_encodings,
-            class_logits,
-            model.anchors,
-            score_threshold=settings.score_threshold,
-            iou_threshold=settings.iou_threshold,
-            max_detections_per_class=settings.detections_per_class,
-            max_total_detections=settings.max_detections,
-            scales=settings.scales,
-        )
-    else:
-        detections = fast_postprocess(
-            box_encodings,
-            class_logits,
-            model.anchors,
-            score_threshold=settings.score_threshold,
-            iou_threshold=settings.iou_threshold,
-            max_detections=settings.max_detections,
-            scales=settings.scales,
-        )
+    detections = tflite.op_detections(
+        settings,
+        np.asarray(outputs["box_encodings"])[0],
+        np.asarray(outputs["class_logits"])[0],
+        model.anchors,
+    )
     return detections.boxes, detections.classes, detections.scores
 
 

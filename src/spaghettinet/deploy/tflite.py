@@ -95,6 +95,42 @@ class PostprocessSettings:
             raise SpaghettiError(f"box coder scales must be positive, got {self.scales}", exit_code=2)
 
 
+def op_detections(settings: PostprocessSettings, box_encodings, class_logits, anchors):
+    """What the exported ``TFLite_Detection_PostProcess`` op gives for raw model outputs, computed in numpy.
+
+    The op's fast NMS (class-agnostic, its default) or its regular per-class NMS, as ``settings`` says; used to
+    compare an exported model with the Keras model it came from.
+
+    Args:
+        settings: the op's attributes.
+        box_encodings: ``[N, 4]`` raw box encodings of one image.
+        class_logits: ``[N, C + 1]`` logits of one image (column 0 background).
+        anchors: ``[N, 4]`` yxyx anchors.
+
+    Returns:
+        ``model.postprocess.Detections``, boxes clipped to [0, 1].
+    """
+    from spaghettinet.model.postprocess import fast_postprocess, postprocess
+
+    shared = {
+        "score_threshold": settings.score_threshold,
+        "iou_threshold": settings.iou_threshold,
+        "scales": settings.scales,
+    }
+    if settings.use_regular_nms:
+        return postprocess(
+            box_encodings,
+            class_logits,
+            anchors,
+            max_detections_per_class=settings.detections_per_class,
+            max_total_detections=settings.max_detections,
+            **shared,
+        )
+    return fast_postprocess(
+        box_encodings, class_logits, anchors, max_detections=settings.max_detections, **shared
+    )
+
+
 def postprocess_signature(settings: PostprocessSettings) -> str:
     """The ``experimental_implements`` string that the converter turns into ``TFLite_Detection_PostProcess``.
 
