@@ -203,3 +203,41 @@ def test_cli_zoo_install_reports_a_hostile_tarball_in_one_line(tmp_path, capsys)
     error = capsys.readouterr().err
     assert "hostile.tar.gz" in error and "Traceback" not in error
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_zoo_urls_are_https():
+    assert all(url.startswith("https://download.tensorflow.org/") for url in zoo.ZOO_URLS.values())
+
+
+def test_cli_zoo_download_from_a_mirror_installs_and_prints_the_prefix(
+    zoo_server_factory, coco_like_zoo_tarball, tmp_path, capsys
+):
+    from spaghettinet.cli import main
+
+    name = coco_like_zoo_tarball.name
+    out = tmp_path / "zoo"
+    with zoo_server_factory({f"zoo/{name}": coco_like_zoo_tarball.read_bytes()}) as server:
+        with pytest.raises(SystemExit) as exited:
+            main(["zoo", "download", "s", "--out", str(out), "--url", server.base_url + name])
+    assert exited.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert hashlib.sha256(coco_like_zoo_tarball.read_bytes()).hexdigest() in printed
+    assert str(out / TOP / "model.ckpt-400000") in printed.replace("\n", "")
+    assert sorted(p.name for p in out.iterdir()) == [TOP]  # the download itself is not left behind
+
+
+def test_cli_zoo_download_with_nothing_listening_is_one_error_and_leaves_nothing(tmp_path, capsys):
+    import socket
+
+    from spaghettinet.cli import main
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "zoo"
+    with pytest.raises(SystemExit) as exited:
+        main(["zoo", "download", "s", "--out", str(out), "--url", f"http://127.0.0.1:{port}/x.tar.gz"])
+    assert exited.value.code == 1
+    error = capsys.readouterr().err
+    assert "Connection refused" in error and "Traceback" not in error
+    _assert_nothing_written(out)

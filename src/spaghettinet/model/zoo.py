@@ -11,7 +11,9 @@ checkpoint, the usual starting point for fine-tuning. A tarball from the network
 5. finds the checkpoint prefix (``model.ckpt-<step>``) and checks, by its variable names, that it is the variant
    asked for (:func:`spaghettinet.model.tf1_checkpoint.inspect_checkpoint`).
 
-The network fetch (:func:`download`) is separate from :func:`install_tarball`, which is what the tests exercise.
+The network fetch (:func:`fetch`, over https by default) is separate from :func:`install_tarball`.
+:mod:`spaghettinet.model.pretrained` builds the default start of ``run`` and ``config`` (a cache of these
+tarballs) on both.
 """
 
 from __future__ import annotations
@@ -28,14 +30,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from spaghettinet.errors import DataError, UsageError
+from spaghettinet.errors import DataError, SpaghettiError, UsageError
 
-# spec/spaghettinet.md §4, "Pixel 6 Edge TPU models" of tf1_detection_zoo.md.
-ZOO_URLS: dict[str, str] = {
-    "s": "http://download.tensorflow.org/models/object_detection/tf1/spaghettinet_edgetpu_s_2021_10_13.tar.gz",
-    "m": "http://download.tensorflow.org/models/object_detection/tf1/spaghettinet_edgetpu_m_2021_10_13.tar.gz",
-    "l": "http://download.tensorflow.org/models/object_detection/tf1/spaghettinet_edgetpu_l_2021_10_13.tar.gz",
+#: Where the zoo keeps its tarballs. The table in tensorflow/models research/object_detection/g3doc/
+#: tf1_detection_zoo.md ("Pixel 6 Edge TPU models", spec/spaghettinet.md §4) writes these links with http://; the same
+#: host serves https, and a download in the clear could be swapped on the way, so we always ask for https.
+ZOO_BASE_URL = "https://download.tensorflow.org/models/object_detection/tf1/"
+#: The tarball of each variant, as named in that table.
+ZOO_TARBALLS: dict[str, str] = {
+    "s": "spaghettinet_edgetpu_s_2021_10_13.tar.gz",
+    "m": "spaghettinet_edgetpu_m_2021_10_13.tar.gz",
+    "l": "spaghettinet_edgetpu_l_2021_10_13.tar.gz",
 }
+ZOO_URLS: dict[str, str] = {variant: ZOO_BASE_URL + name for variant, name in ZOO_TARBALLS.items()}
 
 # The zoo tarballs are tens of MB; 4 GiB unpacked is far above any real one and stops a decompression bomb.
 MAX_EXTRACTED_BYTES = 4 * 1024**3
@@ -255,63 +262,133 @@ def install_tarball(
     return ZooCheckpoint(variant=verified, prefix=prefix, sha256=digest, directory=out, files=files)
 
 
+class DownloadFailed(SpaghettiError):
+    """No bytes could be fetched (no network, refused, timed out, cut short, an HTTP error status); exit code 1.
+
+    Distinct from :class:`DataError`, which means bytes did arrive but are not a usable zoo archive: a run that
+    starts from the zoo by default trains from scratch after this error, but stops at a DataError.
+    """
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """The short reason of a failed fetch, as users know it ("Connection refused", "timed out", "HTTP 404 ...")."""
+    import urllib.error
+
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    reason = getattr(exc, "reason", None) or exc
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason) or type(reason).__name__
+
+
+def fetch(
+    url: str,
+    folder: str | Path,
+    progress: Callable[[int, int | None], None] | None = None,
+    timeout_s: float = 10.0,
+) -> Path:
+    """Stream ``url`` into a new temporary file in ``folder`` and return it; the caller renames or removes it.
+
+    Nothing is left behind when the fetch fails: a partial file never takes the place of a complete one.
+
+    Args:
+        url: an http, https or file address.
+        folder: where the temporary file is made (created if missing); the same file system as its final place,
+            so that moving it there is atomic.
+        progress: called as ``progress(bytes_so_far, total_or_None)`` while downloading.
+        timeout_s: socket timeout in seconds, for connecting and for each read: a server that sends nothing for
+            this long counts as unreachable.
+
+    Returns:
+        The temporary file (``.zoo-download-*.part`` in ``folder``), complete and flushed to disk.
+
+    Raises:
+        DownloadFailed: the address could not be reached or the transfer stopped early; the message gives the URL
+            and the reason.
+        UsageError: the address is not http, https or file.
+
+    Example:
+        >>> part = fetch("https://download.tensorflow.org/models/object_detection/tf1/"
+        ...              "spaghettinet_edgetpu_s_2021_10_13.tar.gz", "cache")  # doctest: +SKIP
+    """
+    import http.client
+    import urllib.parse
+    import urllib.request
+
+    scheme = urllib.parse.urlparse(url).scheme.lower()
+    if scheme not in ("http", "https", "file"):
+        raise UsageError(f"unsupported URL {url!r}: use http, https or file")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=".zoo-download-", suffix=".part", dir=folder)
+    temporary = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                    length = response.headers.get("Content-Length")
+                    total = int(length) if length and length.isdigit() else None
+                    received = 0
+                    while chunk := response.read(_CHUNK):
+                        sink.write(chunk)
+                        received += len(chunk)
+                        if progress is not None:
+                            progress(received, total)
+            # URLError (DNS, refused, HTTP status), timeouts and resets are OSErrors; a server hanging up
+            # mid-answer raises http.client's IncompleteRead or RemoteDisconnected.
+            except (OSError, http.client.HTTPException) as exc:
+                raise DownloadFailed(f"could not download {url}: {_failure_reason(exc)}") from None
+            if total is not None and received != total:
+                raise DownloadFailed(
+                    f"could not download {url}: it stopped after {received} of {total} bytes"
+                )
+            sink.flush()
+            os.fsync(sink.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
 def download(
     variant: str,
     out: str | Path,
     url: str | None = None,
     expected_sha256: str | None = None,
     progress: Callable[[int, int | None], None] | None = None,
-    timeout_s: float = 60.0,
+    timeout_s: float = 10.0,
 ) -> ZooCheckpoint:
-    """Download a zoo tarball (only when a user asks: this is the project's one network access) and install it.
+    """Download a zoo tarball and install it into ``out`` (``spaghettinet zoo download``).
 
-    The download streams to a temporary file in ``out``, which is removed afterwards whatever happens.
+    The download streams to a temporary file in ``out`` (:func:`fetch`), which is removed afterwards whatever
+    happens. ``spaghettinet run`` and ``config`` use :mod:`spaghettinet.model.pretrained` instead, which keeps the
+    tarball in a cache.
 
     Args:
         variant: "s", "m" or "l".
         out: the folder to extract into.
-        url: another address for the tarball (http, https or file); default: the zoo's URL for ``variant``.
+        url: another address for the tarball (http, https or file); default: the zoo's https URL for ``variant``.
         expected_sha256: if given, the tarball's sha256 must equal it.
         progress: called as ``progress(bytes_so_far, total_or_None)`` while downloading.
-        timeout_s: socket timeout in seconds.
+        timeout_s: socket timeout in seconds (see :func:`fetch`).
 
     Returns:
         The installed :class:`ZooCheckpoint`.
+
+    Raises:
+        DownloadFailed: nothing could be downloaded (the reason is in the message).
+        DataError: the download is not a usable zoo archive of ``variant``.
 
     Example:
         >>> download("s", "zoo").prefix  # doctest: +SKIP
         PosixPath('zoo/spaghettinet_edgetpu_s_2021_10_13/model.ckpt-400000')
     """
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
     variant = check_variant(variant)
-    address = url or ZOO_URLS[variant]
-    scheme = urllib.parse.urlparse(address).scheme.lower()
-    if scheme not in ("http", "https", "file"):
-        raise UsageError(f"unsupported URL {address!r}: use http, https or file")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".zoo-download-", suffix=".tar.gz.part", dir=out)
+    temporary = fetch(url or ZOO_URLS[variant], out, progress=progress, timeout_s=timeout_s)
     try:
-        try:
-            with (
-                os.fdopen(handle, "wb") as sink,
-                urllib.request.urlopen(address, timeout=timeout_s) as response,
-            ):
-                length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                received = 0
-                while chunk := response.read(_CHUNK):
-                    sink.write(chunk)
-                    received += len(chunk)
-                    if progress is not None:
-                        progress(received, total)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise DataError(f"could not download {address}: {getattr(exc, 'reason', exc)}") from exc
-        if total is not None and received != total:
-            raise DataError(f"download of {address} stopped after {received} of {total} bytes; try again")
         return install_tarball(temporary, variant, out, expected_sha256=expected_sha256)
     finally:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
