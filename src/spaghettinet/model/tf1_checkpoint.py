@@ -71,6 +71,7 @@ class LoadReport:
         ignored: training-state entries skipped by pattern (optimizer slots, EMA, QAT ranges...).
         checkpoint_num_classes: the checkpoint's number of foreground classes.
         fresh_head: box-predictor variables not loaded because only the backbone was asked for.
+        num_classes: the model's number of foreground classes.
     """
 
     prefix: str
@@ -81,6 +82,7 @@ class LoadReport:
     ignored: list[str] = field(default_factory=list)
     checkpoint_num_classes: int | None = None
     fresh_head: list[str] = field(default_factory=list)
+    num_classes: int | None = None
 
     @property
     def fine_tuning(self) -> bool:
@@ -96,9 +98,10 @@ class LoadReport:
         """One line for logs."""
         text = f"loaded {len(self.loaded)} variables from {self.prefix}"
         if self.skipped_class_head:
+            here = f"{self.num_classes} classes here, " if self.num_classes is not None else ""
             text += (
-                f"; class predictors re-initialised for fine-tuning ({self.checkpoint_num_classes} classes in the "
-                f"checkpoint, {len(self.skipped_class_head)} variables skipped)"
+                f"; class predictors kept fresh for fine-tuning ({here}{self.checkpoint_num_classes} in the "
+                f"checkpoint, {len(self.skipped_class_head)} variables not loaded)"
             )
         if self.fresh_head:
             text += f"; box-predictor head kept fresh (backbone only, {len(self.fresh_head)} variables)"
@@ -219,7 +222,11 @@ def load_tf1_checkpoint(model, prefix: str | Path, backbone_only: bool = False) 
             f"{model.variant}; build the model with that variant",
             resolved,
         )
-    report = LoadReport(prefix=resolved, checkpoint_num_classes=_num_classes_from_shapes(shapes))
+    report = LoadReport(
+        prefix=resolved,
+        checkpoint_num_classes=_num_classes_from_shapes(shapes),
+        num_classes=getattr(model, "num_classes", None),
+    )
     targets = tf1_variable_map(model)
     values = {}
     for name, variable in targets.items():
