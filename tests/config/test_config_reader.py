@@ -1,4 +1,5 @@
-"""Reading pipeline.config files: the zoo's SpaghettiNet config, unused fields, bad values, paths, round trips."""
+"""Reading pipeline.config files: the zoo's SpaghettiNet config, unused fields, bad values, paths, round trips,
+every data_augmentation_options step, and the optimizer's Adam and weight-averaging fields."""
 
 from __future__ import annotations
 
@@ -20,6 +21,28 @@ from spaghettinet.pipeline_config import (
     parse_config_text,
     read_config,
     write_config,
+)
+from spaghettinet.pipeline_config.settings import (
+    AUGMENTATION_OPTIONS,
+    RandomAdjustBrightness,
+    RandomAdjustContrast,
+    RandomAdjustHue,
+    RandomAdjustSaturation,
+    RandomBlackPatches,
+    RandomCropImage,
+    RandomCropPadImage,
+    RandomDistortColor,
+    RandomHorizontalFlip,
+    RandomImageScale,
+    RandomJpegQuality,
+    RandomPadImage,
+    RandomRgbToGray,
+    RandomRotation90,
+    RandomScaleCropAndPadToSquare,
+    RandomSelfConcatImage,
+    RandomVerticalFlip,
+    SsdRandomCrop,
+    SsdRandomCropOperation,
 )
 
 ZOO_CONFIG = Path(__file__).with_name("zoo_spaghettinet_edgetpu_320x320.config")
@@ -64,15 +87,20 @@ def test_zoo_config_names_only_its_tf1_distribution_fields_as_unused():
 def test_unknown_fields_and_unimplemented_values_are_warnings_not_errors():
     text = MINIMAL % (
         "post_processing { score_converter: SIGMOID logit_scale: 2.0 }  future_option { x: 1 }",
-        "train_config { batch_size: 4 data_augmentation_options { random_adjust_brightness { } } }",
+        "train_config { batch_size: 4 data_augmentation_options {\n"
+        "  random_horizontal_flip { keypoint_flip_permutation: 1 } } }",
     )
     cfg = parse_config_text(text, source="p.config")
     joined = "\n".join(cfg.warnings)
     assert "model.ssd.future_option (line 6)" in joined
-    assert "train_config.data_augmentation_options.random_adjust_brightness" in joined
+    assert (
+        "train_config.data_augmentation_options.random_horizontal_flip.keypoint_flip_permutation (line 9)"
+        in joined
+    )
     assert "model.ssd.post_processing.logit_scale = 2.0" in joined
     # Listing augmentations switches off the ones not listed (left/right classes can turn off the flip).
-    assert cfg.train.random_horizontal_flip is False and cfg.train.ssd_random_crop is False
+    assert cfg.train.data_augmentation_options == (RandomHorizontalFlip(),)
+    assert cfg.train.random_horizontal_flip is True and cfg.train.ssd_random_crop is False
     assert cfg.train.batch_size == 4
 
 
@@ -105,8 +133,9 @@ def test_unknown_fields_and_unimplemented_values_are_warnings_not_errors():
         ("loss { classification_loss { weighted_softmax { } } }", "", "weighted_softmax is not supported"),
         (
             "",
-            "train_config { optimizer { adam_optimizer { } } }",
-            "train_config.optimizer.adam_optimizer is not supported",
+            "train_config { optimizer { rms_prop_optimizer { } } }",
+            "train_config.optimizer.rms_prop_optimizer is not supported here; use momentum_optimizer or "
+            "adam_optimizer",
         ),
         ("", "train_config { batch_size: 2.5 }", "train_config.batch_size expects a whole number, got '2.5'"),
         ("", "train_config { batch_size: 0 }", "train_config.batch_size must be at least 1"),
@@ -184,6 +213,98 @@ def test_write_refuses_an_invalid_config_and_leaves_nothing(tmp_path):
 
 
 _fractions = st.floats(min_value=0.01, max_value=1.0, allow_nan=False)
+_unit = st.floats(0.0, 1.0)
+
+
+def _ordered_pair(values):
+    return st.tuples(values, values).map(sorted)
+
+
+def _with_range(option_type, low: str, high: str, values, **others):
+    """Strategy for ``option_type`` whose ``low`` <= ``high`` fields come from ``values``."""
+    return st.builds(
+        lambda pair, rest: option_type(**{low: pair[0], high: pair[1]}, **rest),
+        _ordered_pair(values),
+        st.fixed_dictionaries(others),
+    )
+
+
+def _crop_fields(option_type, **others):
+    return st.builds(
+        lambda aspect, area, rest: option_type(
+            min_aspect_ratio=aspect[0], max_aspect_ratio=aspect[1], min_area=area[0], max_area=area[1], **rest
+        ),
+        _ordered_pair(st.floats(0.1, 10.0)),
+        _ordered_pair(st.floats(0.01, 1.0)),
+        st.fixed_dictionaries(
+            {
+                "min_object_covered": _unit,
+                "overlap_thresh": _unit,
+                "clip_boxes": st.booleans(),
+                "random_coef": _unit,
+                **others,
+            }
+        ),
+    )
+
+
+_pad_colors = st.one_of(st.just(()), st.tuples(*[st.floats(0.0, 255.0)] * 3))
+_ratios = st.one_of(st.just(()), st.tuples(st.floats(0.1, 4.0), st.floats(0.1, 4.0)))
+_sizes = st.one_of(st.just((None, None)), st.tuples(st.integers(1, 4000), st.integers(1, 4000)))
+
+#: A valid instance strategy for every implemented augmentation step.
+AUGMENTATION_STRATEGIES = {
+    RandomHorizontalFlip: st.builds(RandomHorizontalFlip, probability=_unit),
+    RandomVerticalFlip: st.builds(RandomVerticalFlip, probability=_unit),
+    RandomRotation90: st.builds(RandomRotation90, probability=_unit),
+    RandomAdjustBrightness: st.builds(RandomAdjustBrightness, max_delta=_unit),
+    RandomAdjustContrast: _with_range(RandomAdjustContrast, "min_delta", "max_delta", st.floats(0.0, 5.0)),
+    RandomAdjustHue: st.builds(RandomAdjustHue, max_delta=st.floats(0.0, 0.5)),
+    RandomAdjustSaturation: _with_range(
+        RandomAdjustSaturation, "min_delta", "max_delta", st.floats(0.0, 5.0)
+    ),
+    RandomDistortColor: st.builds(RandomDistortColor, color_ordering=st.sampled_from([0, 1])),
+    RandomRgbToGray: st.builds(RandomRgbToGray, probability=_unit),
+    RandomJpegQuality: _with_range(
+        RandomJpegQuality, "min_jpeg_quality", "max_jpeg_quality", st.integers(0, 100), random_coef=_unit
+    ),
+    RandomImageScale: _with_range(
+        RandomImageScale, "min_scale_ratio", "max_scale_ratio", st.floats(0.01, 4.0)
+    ),
+    RandomScaleCropAndPadToSquare: _with_range(
+        RandomScaleCropAndPadToSquare,
+        "scale_min",
+        "scale_max",
+        st.floats(0.01, 4.0),
+        output_size=st.integers(1, 2048),
+    ),
+    RandomCropImage: _crop_fields(RandomCropImage),
+    RandomPadImage: st.builds(
+        lambda small, large, color: RandomPadImage(*small, *large, pad_color=color),
+        _sizes,
+        _sizes,
+        _pad_colors,
+    ),
+    RandomCropPadImage: _crop_fields(
+        RandomCropPadImage,
+        min_padded_size_ratio=_ratios,
+        max_padded_size_ratio=_ratios,
+        pad_color=_pad_colors,
+    ),
+    RandomBlackPatches: st.builds(
+        RandomBlackPatches,
+        max_black_patches=st.integers(0, 50),
+        probability=_unit,
+        size_to_image_ratio=st.floats(0.001, 1.0),
+    ),
+    RandomSelfConcatImage: st.builds(
+        RandomSelfConcatImage, concat_vertical_probability=_unit, concat_horizontal_probability=_unit
+    ),
+    SsdRandomCrop: st.builds(
+        SsdRandomCrop, operations=st.lists(_crop_fields(SsdRandomCropOperation), max_size=3).map(tuple)
+    ),
+}
+_any_augmentation = st.lists(st.one_of(*AUGMENTATION_STRATEGIES.values()), max_size=6).map(tuple)
 
 
 @settings(max_examples=40, deadline=None)
@@ -196,8 +317,11 @@ _fractions = st.floats(min_value=0.01, max_value=1.0, allow_nan=False)
     score=st.floats(0.0, 1.0),
     batch=st.integers(1, 1024),
     steps=st.integers(1, 10**7),
-    flip=st.booleans(),
-    crop_coef=st.floats(0.0, 1.0),
+    augmentation=_any_augmentation,
+    optimizer=st.sampled_from(["momentum", "adam"]),
+    epsilon=st.floats(1e-10, 1.0),
+    averaging=st.booleans(),
+    decay=st.floats(0.5, 0.99999),
     checkpoint=st.one_of(st.none(), st.text(min_size=1, max_size=30)),
     delay=st.one_of(st.none(), st.integers(0, 10**6)),
     interval=st.one_of(st.none(), st.integers(1, 10**5)),
@@ -212,8 +336,11 @@ def test_any_valid_settings_survive_write_then_read(
     score,
     batch,
     steps,
-    flip,
-    crop_coef,
+    augmentation,
+    optimizer,
+    epsilon,
+    averaging,
+    decay,
     checkpoint,
     delay,
     interval,
@@ -233,15 +360,215 @@ def test_any_valid_settings_survive_write_then_read(
             num_steps=steps,
             total_steps=steps,
             warmup_steps=steps // 20,
-            random_horizontal_flip=flip,
-            random_crop_coef=crop_coef,
+            data_augmentation_options=augmentation,
+            optimizer=optimizer,
+            # The epsilon is written only inside adam_optimizer.
+            adam_epsilon=epsilon if optimizer == "adam" else 1e-8,
+            use_moving_average=averaging,
+            moving_average_decay=decay,
             fine_tune_checkpoint=checkpoint,
         ),
         quantization=None if delay is None else QuantizationSettings(delay=delay),
     )
     cfg.train_input.input_paths = paths
     cfg.eval.eval_interval_steps = interval
+    cfg.eval.use_moving_averages = averaging
     assert parse_config_text(format_config(cfg)) == cfg
+
+
+def _train_config(body: str) -> str:
+    return MINIMAL % ("", "train_config {\n" + body + "\n}")
+
+
+def test_every_augmentation_step_reads_with_the_proto_defaults_in_the_listed_order():
+    names = list(AUGMENTATION_OPTIONS)[::-1]
+    body = "\n".join(f"data_augmentation_options {{ {name} {{ }} }}" for name in names)
+    cfg = parse_config_text(_train_config(body), source="p.config")
+    assert cfg.warnings == []
+    assert cfg.train.data_augmentation_options == tuple(AUGMENTATION_OPTIONS[name]() for name in names)
+    # Spot checks of the defaults against preprocessor.proto.
+    steps = {type(step): step for step in cfg.train.data_augmentation_options}
+    assert steps[RandomCropImage] == RandomCropImage(1.0, 0.75, 1.33, 0.1, 1.0, 0.3, True, 0.0)
+    assert steps[RandomScaleCropAndPadToSquare] == RandomScaleCropAndPadToSquare(512, 0.1, 2.0)
+    assert steps[RandomSelfConcatImage] == RandomSelfConcatImage(0.1, 0.1)
+    assert steps[RandomJpegQuality] == RandomJpegQuality(0.0, 0, 100)
+    assert steps[RandomBlackPatches] == RandomBlackPatches(10, 0.5, 0.1)
+    assert steps[RandomRgbToGray].probability == 0.1 and steps[RandomAdjustHue].max_delta == 0.02
+
+
+def test_augmentation_fields_are_read_with_their_values():
+    body = """
+    data_augmentation_options { random_pad_image { min_image_height: 400 min_image_width: 500
+                                                   pad_color: 0 pad_color: 128 pad_color: 255 } }
+    data_augmentation_options { random_crop_pad_image { min_area: 0.3 random_coef: 0.25 clip_boxes: false
+                                                        max_padded_size_ratio: 1.5 max_padded_size_ratio: 1.2 } }
+    data_augmentation_options { ssd_random_crop {
+        operations { min_object_covered: 0.5 min_aspect_ratio: 0.5 max_aspect_ratio: 2 min_area: 0.2 max_area: 1
+                     overlap_thresh: 0.4 random_coef: 0.1 }
+        operations { min_object_covered: 0 min_aspect_ratio: 1 max_aspect_ratio: 1 min_area: 0.5 max_area: 0.9
+                     overlap_thresh: 0 clip_boxes: false } } }
+    data_augmentation_options { random_distort_color { color_ordering: 1 } }
+    """
+    cfg = parse_config_text(_train_config(body), source="p.config")
+    assert cfg.warnings == []
+    pad, crop_pad, ssd, distort = cfg.train.data_augmentation_options
+    assert pad == RandomPadImage(400, 500, None, None, (0.0, 128.0, 255.0))
+    assert crop_pad == RandomCropPadImage(
+        min_area=0.3, random_coef=0.25, clip_boxes=False, max_padded_size_ratio=(1.5, 1.2)
+    )
+    assert ssd.operations == (
+        SsdRandomCropOperation(0.5, 0.5, 2.0, 0.2, 1.0, 0.4, True, 0.1),
+        SsdRandomCropOperation(0.0, 1.0, 1.0, 0.5, 0.9, 0.0, False, 0.0),
+    )
+    assert distort == RandomDistortColor(color_ordering=1)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (
+            "data_augmentation_options { random_jitter_boxes { } }",
+            "p.config:9:29: train_config.data_augmentation_options.random_jitter_boxes is a TF OD API step this "
+            "package does not implement; implemented: random_horizontal_flip,",
+        ),
+        (
+            "data_augmentation_options { random_horizontal_flipp { } }",
+            "train_config.data_augmentation_options.random_horizontal_flipp is not a TF OD API preprocessing step",
+        ),
+        (
+            "data_augmentation_options {\n  random_adjust_contrast { min_delta: 1.5 max_delta: 1.2 } }",
+            "p.config:10:43: train_config.data_augmentation_options.random_adjust_contrast.max_delta must be at "
+            "least min_delta (1.5), got 1.2",
+        ),
+        (
+            "data_augmentation_options { random_rgb_to_gray { probability: 1.5 } }",
+            "p.config:9:50: train_config.data_augmentation_options.random_rgb_to_gray.probability must be in [0, 1]",
+        ),
+        (
+            "data_augmentation_options { random_adjust_hue { max_delta: 0.7 } }",
+            "random_adjust_hue.max_delta must be in [0, 0.5], got 0.7",
+        ),
+        (
+            "data_augmentation_options { random_distort_color { color_ordering: 2 } }",
+            "random_distort_color.color_ordering must be 0 or 1, got 2",
+        ),
+        (
+            "data_augmentation_options { random_pad_image { min_image_height: 10 } }",
+            "random_pad_image.min_image_height and min_image_width must be set together",
+        ),
+        (
+            "data_augmentation_options { random_pad_image { pad_color: 1 pad_color: 2 } }",
+            "random_pad_image.pad_color must have 3 values",
+        ),
+        (
+            "data_augmentation_options { random_crop_pad_image { min_padded_size_ratio: 1 } }",
+            "random_crop_pad_image.min_padded_size_ratio must have 2 values",
+        ),
+        (
+            "data_augmentation_options { random_jpeg_quality { max_jpeg_quality: 101 } }",
+            "random_jpeg_quality.max_jpeg_quality must be at most 100",
+        ),
+        (
+            "data_augmentation_options { random_scale_crop_and_pad_to_square { output_size: 0 } }",
+            "random_scale_crop_and_pad_to_square.output_size must be at least 1",
+        ),
+        (
+            "data_augmentation_options { ssd_random_crop { operations { min_object_covered: 0.5 } } }",
+            "p.config:9:47: train_config.data_augmentation_options.ssd_random_crop.operations.min_aspect_ratio "
+            "must be > 0.0, got 0.0",
+        ),
+        (
+            "data_augmentation_options { random_crop_image { max_area: 1.2 } }",
+            "random_crop_image.max_area must be in [0, 1], got 1.2",
+        ),
+        (
+            "data_augmentation_options { random_horizontal_flip { } random_vertical_flip { } }",
+            "holds both random_horizontal_flip and random_vertical_flip; give each step its own",
+        ),
+        ("data_augmentation_options { }", "data_augmentation_options is empty"),
+        ("data_augmentation_options { random_rotation90: 1 }", "random_rotation90 must be a message block"),
+        ("data_augmentation_options { random_black_patches { probability: 'x' } }", "expects a number"),
+    ],
+)
+def test_augmentation_errors_name_the_step_the_field_and_the_line(body, fragment):
+    with pytest.raises(DataError) as caught:
+        parse_config_text(_train_config(body), source="p.config")
+    assert fragment in str(caught.value)
+
+
+def test_optimizer_weight_averaging_and_adam_fields():
+    adam = """
+    optimizer {
+      adam_optimizer {
+        learning_rate { cosine_decay_learning_rate { learning_rate_base: 0.001 total_steps: 500
+                                                     warmup_learning_rate: 0.0001 warmup_steps: 20 } }
+        epsilon: 1e-7
+      }
+      use_moving_average: true
+      moving_average_decay: 0.999
+    }
+    """
+    cfg = parse_config_text(
+        _train_config(adam) + "eval_config { use_moving_averages: true }", source="p.config"
+    )
+    train = cfg.train
+    assert (train.optimizer, train.adam_epsilon, train.learning_rate_base, train.total_steps) == (
+        "adam",
+        1e-7,
+        0.001,
+        500,
+    )
+    assert (train.warmup_learning_rate, train.warmup_steps) == (0.0001, 20)
+    assert (train.use_moving_average, train.moving_average_decay) == (True, 0.999)
+    assert cfg.eval.use_moving_averages is True and cfg.warnings == []
+    assert parse_config_text(format_config(cfg)) == dataclasses.replace(cfg, path=None)
+    # optimizer.proto: use_moving_average defaults to true inside an optimizer block, epsilon to 1e-8.
+    defaults = parse_config_text(
+        _train_config("optimizer { adam_optimizer { learning_rate { cosine_decay_learning_rate { } } } }")
+    )
+    assert defaults.train.use_moving_average is True and defaults.train.moving_average_decay == 0.9999
+    assert defaults.train.adam_epsilon == 1e-8 and defaults.train.learning_rate_base == 0.002
+    # Without an optimizer block (or with the zoo's explicit false), no averaging; eval's default is false.
+    assert parse_config_text(MINIMAL % ("", "")).train.use_moving_average is False
+    assert parse_config_text(MINIMAL % ("", "")).eval.use_moving_averages is False
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "fragment"),
+    [
+        (
+            "adam_optimizer { epsilon: 0 }",
+            "p.config:9:30: train_config.optimizer.adam_optimizer.epsilon must be > 0",
+        ),
+        (
+            "use_moving_average: true moving_average_decay: 1.0",
+            "optimizer.moving_average_decay must be in (0, 1)",
+        ),
+        (
+            "adam_optimizer { learning_rate { cosine_decay_learning_rate { learning_rate_base: 0.1 "
+            "warmup_learning_rate: 0.5 } } }",
+            "train_config.optimizer.adam_optimizer.learning_rate.cosine_decay_learning_rate.warmup_learning_rate "
+            "must be in [0, learning_rate_base = 0.1], got 0.5",
+        ),
+        (
+            "momentum_optimizer { learning_rate { constant_learning_rate { } } }",
+            "constant_learning_rate is not supported here; use cosine_decay_learning_rate",
+        ),
+    ],
+)
+def test_optimizer_errors_name_the_field_and_line(optimizer, fragment):
+    with pytest.raises(DataError) as caught:
+        parse_config_text(_train_config(f"optimizer {{ {optimizer} }}"), source="p.config")
+    assert fragment in str(caught.value)
+
+
+def test_writer_refuses_an_impossible_augmentation_step():
+    cfg = PipelineConfig(train=TrainSettings(data_augmentation_options=(RandomRgbToGray(probability=2.0),)))
+    with pytest.raises(DataError, match="random_rgb_to_gray.probability must be in"):
+        format_config(cfg)
+    cfg = PipelineConfig(train=TrainSettings(data_augmentation_options=("random_horizontal_flip",)))  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="not an augmentation option"):
+        format_config(cfg)
 
 
 def test_config_errors_reach_the_user_as_one_line_through_a_command_that_reads_configs(tmp_path, capsys):

@@ -13,6 +13,7 @@ config file's folder (the TF OD API used the current directory).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +23,16 @@ from spaghettinet.errors import DataError
 
 from .settings import (
     ARCH_NAME_PREFIX,
+    AUGMENTATION_OPTIONS,
+    UNIMPLEMENTED_PREPROCESSING_STEPS,
     VARIANTS,
+    AugmentationOption,
     EvalSettings,
     InputReaderSettings,
     ModelSettings,
     PipelineConfig,
     QuantizationSettings,
+    SsdRandomCropOperation,
     TrainSettings,
     arch_name_for_variant,
 )
@@ -37,10 +42,6 @@ from .validate import validate_config
 T = TypeVar("T")
 
 SPAGHETTINET_FEATURE_EXTRACTOR = "ssd_spaghettinet"
-# The seven default operations of the TF OD API's ssd_random_crop (spec §3 "augmentation").
-SSD_RANDOM_CROP_MIN_OBJECT_COVERED = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
-SSD_RANDOM_CROP_ASPECT_RATIO_RANGE = (0.5, 2.0)
-SSD_RANDOM_CROP_AREA_RANGE = (0.1, 1.0)
 
 _TRUE = ("true", "True", "t", "1")
 _FALSE = ("false", "False", "f", "0")
@@ -592,99 +593,183 @@ def _read_train(reader: _TreeReader, block: Message | None) -> TrainSettings:
     )
     reader.accept(block, "load_all_detection_checkpoint_vars")
 
-    settings.random_horizontal_flip = False
-    settings.ssd_random_crop = False
-    for entry in block.all("data_augmentation_options"):
-        entry.used = True
-        if not isinstance(entry.value, Message):
-            raise reader.fail(entry, p + "data_augmentation_options", "must be a message block ({ ... })")
-        for option in entry.value.fields:
-            q = f"{p}data_augmentation_options.{option.name}"
-            if not isinstance(option.value, Message):
-                continue
-            if option.name == "random_horizontal_flip":
-                option.used = True
-                settings.random_horizontal_flip = True
-                settings.horizontal_flip_probability = reader.value(
-                    option.value, "probability", q + ".probability", reader.to_float, 0.5
-                )
-            elif option.name == "ssd_random_crop":
-                option.used = True
-                settings.ssd_random_crop = True
-                settings.random_crop_coef = _read_ssd_random_crop(reader, option.value, q)
-
-    optimizer = reader.message(block, "optimizer", p + "optimizer")
-    if optimizer is not None:
-        momentum = reader.oneof(optimizer, p + "optimizer", ("momentum_optimizer",))
-        reader.fixed(
-            optimizer, "use_moving_average", p + "optimizer.use_moving_average", reader.to_bool, False
-        )
-        if momentum is not None:
-            q = p + "optimizer.momentum_optimizer."
-            settings.momentum = reader.value(
-                momentum[1], "momentum_optimizer_value", q + "momentum_optimizer_value", reader.to_float, 0.9
-            )
-            rate = reader.oneof(
-                reader.message(momentum[1], "learning_rate", q + "learning_rate"),
-                q + "learning_rate",
-                ("cosine_decay_learning_rate",),
-            )
-            if rate is not None:
-                r = q + "learning_rate.cosine_decay_learning_rate."
-                cosine = rate[1]
-                # Proto defaults of cosine_decay_learning_rate (optimizer.proto).
-                settings.learning_rate_base = reader.value(
-                    cosine, "learning_rate_base", r + "learning_rate_base", reader.to_float, 0.002
-                )
-                settings.total_steps = reader.value(
-                    cosine, "total_steps", r + "total_steps", reader.to_int, 4_000_000
-                )
-                settings.warmup_learning_rate = reader.value(
-                    cosine, "warmup_learning_rate", r + "warmup_learning_rate", reader.to_float, 0.0002
-                )
-                settings.warmup_steps = reader.value(
-                    cosine, "warmup_steps", r + "warmup_steps", reader.to_int, 10000
-                )
-                settings.hold_base_rate_steps = reader.value(
-                    cosine, "hold_base_rate_steps", r + "hold_base_rate_steps", reader.to_int, 0
-                )
+    settings.data_augmentation_options = _read_augmentation(reader, block, p + "data_augmentation_options")
+    _read_optimizer(reader, reader.message(block, "optimizer", p + "optimizer"), settings)
     return settings
 
 
-def _read_ssd_random_crop(reader: _TreeReader, block: Message, path: str) -> float:
-    """Return the crop's random_coef; custom operations other than the reference's seven are listed as ignored."""
-    operations = block.all("operations")
-    if not operations:
-        return 0.15
-    coefs = []
-    matches_reference = len(operations) == len(SSD_RANDOM_CROP_MIN_OBJECT_COVERED)
-    for entry, covered in zip(operations, SSD_RANDOM_CROP_MIN_OBJECT_COVERED * 2, strict=False):
+def _read_augmentation(reader: _TreeReader, block: Message, path: str) -> tuple[AugmentationOption, ...]:
+    """The ``data_augmentation_options`` steps in file order; a step we do not implement is an error naming it.
+
+    Each block holds one step (the proto's ``PreprocessingStep`` is a oneof). Listing steps replaces the default
+    flip and crop: a config that lists none trains without augmentation, as in the TF OD API.
+    """
+    steps: list[AugmentationOption] = []
+    for entry in block.all("data_augmentation_options"):
         entry.used = True
         if not isinstance(entry.value, Message):
-            raise reader.fail(entry, path + ".operations", "must be a message block ({ ... })")
-        op = entry.value
-        q = path + ".operations."
-        got = (
-            reader.value(op, "min_object_covered", q + "min_object_covered", reader.to_float, math.nan),
-            reader.value(op, "min_aspect_ratio", q + "min_aspect_ratio", reader.to_float, math.nan),
-            reader.value(op, "max_aspect_ratio", q + "max_aspect_ratio", reader.to_float, math.nan),
-            reader.value(op, "min_area", q + "min_area", reader.to_float, math.nan),
-            reader.value(op, "max_area", q + "max_area", reader.to_float, math.nan),
-            reader.value(op, "overlap_thresh", q + "overlap_thresh", reader.to_float, math.nan),
-            reader.value(op, "clip_boxes", q + "clip_boxes", reader.to_bool, True),
-        )
-        expected = (covered, *SSD_RANDOM_CROP_ASPECT_RATIO_RANGE, *SSD_RANDOM_CROP_AREA_RANGE, covered, True)
-        matches_reference = matches_reference and all(
-            abs(a - b) < 1e-6 for a, b in zip(got, expected, strict=True)
-        )
-        coefs.append(reader.value(op, "random_coef", q + "random_coef", reader.to_float, 0.0))
-    if matches_reference and len(set(coefs)) == 1:
-        return coefs[0]
-    reader.ignored.append(
-        f"{path}.operations (line {operations[0].line}): only the reference's seven operations with one "
-        "random_coef are implemented; using them with random_coef 0.15"
+            raise reader.fail(entry, path, "must be a message block ({ ... })")
+        choices = entry.value.fields
+        if not choices:
+            raise reader.fail(entry, path, "is empty; name one step, e.g. { random_horizontal_flip { } }")
+        if len(choices) > 1:
+            raise reader.fail(
+                choices[1],
+                path,
+                f"holds both {choices[0].name} and {choices[1].name}; give each step its own "
+                "data_augmentation_options block (one step per block, as in the TF OD API)",
+            )
+        option = choices[0]
+        q = f"{path}.{option.name}"
+        option_type = AUGMENTATION_OPTIONS.get(option.name)
+        if option_type is None:
+            known = ", ".join(AUGMENTATION_OPTIONS)
+            if option.name in UNIMPLEMENTED_PREPROCESSING_STEPS:
+                raise reader.fail(
+                    option, q, f"is a TF OD API step this package does not implement; implemented: {known}"
+                )
+            raise reader.fail(
+                option, q, f"is not a TF OD API preprocessing step (a typo?); implemented: {known}"
+            )
+        if not isinstance(option.value, Message):
+            raise reader.fail(option, q, f"must be a message block, e.g. {option.name} {{ }}")
+        option.used = True
+        reader.locations[q] = reader.where(option)
+        steps.append(_read_option(reader, option_type, option, q))
+    return tuple(steps)
+
+
+def _read_option(reader: _TreeReader, option_type: type[T], entry: Field, path: str) -> T:
+    """Build ``option_type`` from its block: each dataclass field is the proto field of the same name.
+
+    Absent fields keep the dataclass default, which is the proto's default; values are checked with the option's
+    ``problems()`` and an impossible one is an error at the line of the field (of the block when it is absent).
+    """
+    block = entry.value
+    assert isinstance(block, Message)
+    values: dict[str, object] = {}
+    for spec in dataclasses.fields(option_type):  # type: ignore[arg-type]
+        name, q = spec.name, f"{path}.{spec.name}"
+        kind = str(spec.type)
+        if kind == "float":
+            values[name] = reader.value(block, name, q, reader.to_float, spec.default)
+        elif kind in ("int", "int | None"):
+            values[name] = reader.value(block, name, q, reader.to_int, spec.default)
+        elif kind == "bool":
+            values[name] = reader.value(block, name, q, reader.to_bool, spec.default)
+        elif kind == "tuple[float, ...]":
+            values[name] = tuple(reader.values(block, name, q, reader.to_float))
+        elif kind == "tuple[SsdRandomCropOperation, ...]":
+            operations = []
+            for operation in block.all(name):
+                operation.used = True
+                if not isinstance(operation.value, Message):
+                    raise reader.fail(operation, q, "must be a message block ({ ... })")
+                operations.append(_read_option(reader, SsdRandomCropOperation, operation, q))
+            values[name] = tuple(operations)
+        else:  # pragma: no cover - a new field type in settings.py needs a converter here
+            raise TypeError(f"no reader for {option_type.__name__}.{name}: {kind}")
+    option = option_type(**values)
+    for name, problem in option.problems():  # type: ignore[attr-defined]
+        located = block.first(name)
+        raise reader.fail(located if located is not None else entry, f"{path}.{name}", problem)
+    return option
+
+
+def _read_optimizer(reader: _TreeReader, optimizer: Message | None, settings: TrainSettings) -> None:
+    """``train_config.optimizer``: momentum or Adam with a cosine-decay learning rate, and weight averaging."""
+    if optimizer is None:
+        return
+    p = "train_config.optimizer."
+    # optimizer.proto: use_moving_average defaults to *true* and moving_average_decay to 0.9999 (the zoo's
+    # SpaghettiNet config sets use_moving_average: false explicitly).
+    settings.use_moving_average = reader.value(
+        optimizer, "use_moving_average", p + "use_moving_average", reader.to_bool, True
     )
-    return 0.15
+    settings.moving_average_decay = reader.value(
+        optimizer, "moving_average_decay", p + "moving_average_decay", reader.to_float, 0.9999
+    )
+    _require(
+        reader,
+        optimizer,
+        p + "moving_average_decay",
+        0.0 < settings.moving_average_decay < 1.0,
+        f"must be in (0, 1), got {settings.moving_average_decay}",
+    )
+    choice = reader.oneof(optimizer, p.rstrip("."), ("momentum_optimizer", "adam_optimizer"))
+    if choice is None:
+        return
+    name, body = choice
+    q = p + name + "."
+    if name == "momentum_optimizer":
+        settings.optimizer = "momentum"
+        settings.momentum = reader.value(
+            body, "momentum_optimizer_value", q + "momentum_optimizer_value", reader.to_float, 0.9
+        )
+    else:
+        settings.optimizer = "adam"
+        # 1e-8 is the proto default (tf.compat.v1's Adam); Keras' Adam defaults to 1e-7.
+        settings.adam_epsilon = reader.value(body, "epsilon", q + "epsilon", reader.to_float, 1e-8)
+        _require(
+            reader,
+            body,
+            q + "epsilon",
+            settings.adam_epsilon > 0,
+            f"must be > 0, got {settings.adam_epsilon}",
+        )
+    rate = reader.oneof(
+        reader.message(body, "learning_rate", q + "learning_rate"),
+        q + "learning_rate",
+        ("cosine_decay_learning_rate",),
+    )
+    if rate is None:
+        return
+    r = q + "learning_rate.cosine_decay_learning_rate."
+    cosine = rate[1]
+    # Proto defaults of cosine_decay_learning_rate (optimizer.proto).
+    settings.learning_rate_base = reader.value(
+        cosine, "learning_rate_base", r + "learning_rate_base", reader.to_float, 0.002
+    )
+    settings.total_steps = reader.value(cosine, "total_steps", r + "total_steps", reader.to_int, 4_000_000)
+    settings.warmup_learning_rate = reader.value(
+        cosine, "warmup_learning_rate", r + "warmup_learning_rate", reader.to_float, 0.0002
+    )
+    settings.warmup_steps = reader.value(cosine, "warmup_steps", r + "warmup_steps", reader.to_int, 10000)
+    settings.hold_base_rate_steps = reader.value(
+        cosine, "hold_base_rate_steps", r + "hold_base_rate_steps", reader.to_int, 0
+    )
+    # validate.py checks these too, under the momentum optimizer's path; checking here names the block they are in.
+    base = settings.learning_rate_base
+    _require(reader, cosine, r + "learning_rate_base", base > 0, f"must be > 0, got {base}")
+    _require(
+        reader,
+        cosine,
+        r + "warmup_learning_rate",
+        0 <= settings.warmup_learning_rate <= base,
+        f"must be in [0, learning_rate_base = {base}], got {settings.warmup_learning_rate}",
+    )
+    _require(
+        reader,
+        cosine,
+        r + "total_steps",
+        settings.total_steps >= 1,
+        f"must be at least 1, got {settings.total_steps}",
+    )
+    _require(
+        reader,
+        cosine,
+        r + "warmup_steps",
+        0 <= settings.warmup_steps <= settings.total_steps,
+        f"must be in [0, total_steps = {settings.total_steps}], got {settings.warmup_steps}",
+    )
+
+
+def _require(reader: _TreeReader, block: Message, path: str, condition: bool, message: str) -> None:
+    """Raise a DataError at the line of field ``path`` (of ``block`` when the field is absent) unless ``condition``."""
+    if condition:
+        return
+    located = block.first(path.rsplit(".", 1)[-1])
+    raise reader.fail(located if located is not None else block, path, message)
 
 
 def _read_input(
@@ -726,7 +811,9 @@ def _read_eval(reader: _TreeReader, block: Message | None) -> EvalSettings:
     settings.eval_interval_steps = reader.value(
         block, "eval_interval_steps", p + "eval_interval_steps", reader.to_int, None
     )
-    reader.fixed(block, "use_moving_averages", p + "use_moving_averages", reader.to_bool, False)
+    settings.use_moving_averages = reader.value(
+        block, "use_moving_averages", p + "use_moving_averages", reader.to_bool, False
+    )
     return settings
 
 

@@ -7,18 +7,18 @@ is written only when set.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from spaghettinet.errors import DataError
 from spaghettinet.io_utils import write_text_atomic
 
-from .reader import (
-    SSD_RANDOM_CROP_AREA_RANGE,
-    SSD_RANDOM_CROP_ASPECT_RATIO_RANGE,
-    SSD_RANDOM_CROP_MIN_OBJECT_COVERED,
-)
-from .settings import ModelSettings, PipelineConfig, TrainSettings
+from .settings import OPTIMIZERS, AugmentationOption, ModelSettings, PipelineConfig, TrainSettings
 from .textformat import Field, Message, format_message
 from .validate import validate_config
+
+#: optimizer.proto's moving_average_decay default; written only when averaging is on or the value differs.
+DEFAULT_MOVING_AVERAGE_DECAY = 0.9999
 
 _HEADER = (
     "# SpaghettiNet-EdgeTPU SSD pipeline (TF Object Detection API text format), written by spaghettinet.\n"
@@ -108,45 +108,81 @@ def _model_message(model: ModelSettings) -> Message:
     return ssd
 
 
+def _add_option(parent: Message, name: str, option: object) -> None:
+    """Write one augmentation step (or SSD crop operation) as a block holding the fields that differ from the
+    proto default, so that ``random_horizontal_flip { }`` stays as short as the zoo writes it."""
+    block = parent.add_message(name)
+    for spec in dataclasses.fields(option):  # type: ignore[arg-type]
+        value = getattr(option, spec.name)
+        if spec.name == "operations":
+            # The proto gives an operation's fields no defaults: write each operation out in full.
+            for operation in value:
+                written = block.add_message("operations")
+                for op_spec in dataclasses.fields(operation):
+                    written.add_scalar(op_spec.name, getattr(operation, op_spec.name))
+        elif isinstance(value, tuple):
+            for item in value:
+                block.add_scalar(spec.name, item)
+        elif value is not None and value != spec.default:
+            block.add_scalar(spec.name, value)
+
+
 def _train_message(train: TrainSettings) -> Message:
     block = Message()
     block.add_scalar("batch_size", train.batch_size)
     block.add_scalar("num_steps", train.num_steps)
-    if train.random_horizontal_flip:
-        flip = block.add_message("data_augmentation_options").add_message("random_horizontal_flip")
-        if train.horizontal_flip_probability != 0.5:
-            flip.add_scalar("probability", train.horizontal_flip_probability)
-    if train.ssd_random_crop:
-        crop = block.add_message("data_augmentation_options").add_message("ssd_random_crop")
-        if train.random_crop_coef != 0.15:
-            # The proto has no single coefficient: spell out the seven default operations (spec §3) with ours.
-            for covered in SSD_RANDOM_CROP_MIN_OBJECT_COVERED:
-                op = crop.add_message("operations")
-                op.add_scalar("min_object_covered", covered)
-                op.add_scalar("min_aspect_ratio", SSD_RANDOM_CROP_ASPECT_RATIO_RANGE[0])
-                op.add_scalar("max_aspect_ratio", SSD_RANDOM_CROP_ASPECT_RATIO_RANGE[1])
-                op.add_scalar("min_area", SSD_RANDOM_CROP_AREA_RANGE[0])
-                op.add_scalar("max_area", SSD_RANDOM_CROP_AREA_RANGE[1])
-                op.add_scalar("overlap_thresh", covered)
-                op.add_scalar("clip_boxes", True)
-                op.add_scalar("random_coef", train.random_crop_coef)
+    for option in train.data_augmentation_options:
+        _add_option(block.add_message("data_augmentation_options"), option.proto_name, option)
     optimizer = block.add_message("optimizer")
-    momentum = optimizer.add_message("momentum_optimizer")
-    cosine = momentum.add_message("learning_rate").add_message("cosine_decay_learning_rate")
+    if train.optimizer == "adam":
+        chosen = optimizer.add_message("adam_optimizer")
+    else:
+        chosen = optimizer.add_message("momentum_optimizer")
+    cosine = chosen.add_message("learning_rate").add_message("cosine_decay_learning_rate")
     cosine.add_scalar("learning_rate_base", train.learning_rate_base)
     cosine.add_scalar("total_steps", train.total_steps)
     cosine.add_scalar("warmup_learning_rate", train.warmup_learning_rate)
     cosine.add_scalar("warmup_steps", train.warmup_steps)
     if train.hold_base_rate_steps:
         cosine.add_scalar("hold_base_rate_steps", train.hold_base_rate_steps)
-    momentum.add_scalar("momentum_optimizer_value", train.momentum)
-    optimizer.add_scalar("use_moving_average", False)
+    if train.optimizer == "adam":
+        chosen.add_scalar("epsilon", train.adam_epsilon)
+    else:
+        chosen.add_scalar("momentum_optimizer_value", train.momentum)
+    # Always written: the proto's default for use_moving_average is true, ours (the zoo's) false.
+    optimizer.add_scalar("use_moving_average", train.use_moving_average)
+    if train.use_moving_average or train.moving_average_decay != DEFAULT_MOVING_AVERAGE_DECAY:
+        optimizer.add_scalar("moving_average_decay", train.moving_average_decay)
     if train.fine_tune_checkpoint:
         block.add_scalar("fine_tune_checkpoint", train.fine_tune_checkpoint)
         block.add_scalar("fine_tune_checkpoint_type", train.fine_tune_checkpoint_type)
     block.add_scalar("max_number_of_boxes", train.max_number_of_boxes)
     block.add_scalar("unpad_groundtruth_tensors", False)
     return block
+
+
+def _validate_train_extras(train: TrainSettings, source: str) -> None:
+    """The checks of the fields validate.py does not know: optimizer choice, weight averaging, augmentation steps."""
+    prefix = f"{source}: " if source else ""
+    p = "train_config."
+    if train.optimizer not in OPTIMIZERS:
+        raise DataError(
+            f"{prefix}{p}optimizer must be one of {', '.join(OPTIMIZERS)}, got {train.optimizer!r}"
+        )
+    if not 0.0 < train.moving_average_decay < 1.0:
+        raise DataError(
+            f"{prefix}{p}optimizer.moving_average_decay must be in (0, 1), got {train.moving_average_decay}"
+        )
+    if train.optimizer == "adam" and not train.adam_epsilon > 0:
+        raise DataError(f"{prefix}{p}optimizer.adam_optimizer.epsilon must be > 0, got {train.adam_epsilon}")
+    for option in train.data_augmentation_options:
+        if not isinstance(option, AugmentationOption):
+            raise DataError(
+                f"{prefix}{p}data_augmentation_options holds {option!r}, not an augmentation option of "
+                "pipeline_config.settings"
+            )
+        for name, problem in option.problems():
+            raise DataError(f"{prefix}{p}data_augmentation_options.{option.proto_name}.{name} {problem}")
 
 
 def format_config(cfg: PipelineConfig) -> str:
@@ -168,6 +204,7 @@ def format_config(cfg: PipelineConfig) -> str:
         True
     """
     validate_config(cfg, source=str(cfg.path) if cfg.path else "")
+    _validate_train_extras(cfg.train, str(cfg.path) if cfg.path else "")
     root = Message()
     root.add_message("model").fields.append(Field("ssd", _model_message(cfg.model)))
     root.fields.append(Field("train_config", _train_message(cfg.train)))
@@ -181,7 +218,7 @@ def format_config(cfg: PipelineConfig) -> str:
             records.add_scalar("input_path", pattern)
     evaluation = root.add_message("eval_config")
     evaluation.add_scalar("metrics_set", cfg.eval.metrics_set)
-    evaluation.add_scalar("use_moving_averages", False)
+    evaluation.add_scalar("use_moving_averages", cfg.eval.use_moving_averages)
     evaluation.add_scalar("num_visualizations", cfg.eval.num_visualizations)
     if cfg.eval.eval_interval_steps is not None:
         evaluation.add_scalar("eval_interval_steps", cfg.eval.eval_interval_steps)
