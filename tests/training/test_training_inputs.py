@@ -1,4 +1,5 @@
-"""The tf.data pipelines: shapes, targets, negatives, determinism and resume position, eval ground truth."""
+"""The tf.data pipelines: shapes, targets, negatives, determinism and resume position (with and without the
+decoded-image cache, with the config's augmentation steps), eval ground truth."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spaghettinet.data import inputs
 from spaghettinet.data.inputs import count_records, eval_dataset, record_files, train_dataset
 from spaghettinet.errors import DataError
 from spaghettinet.model.anchors import spaghettinet_anchors
@@ -16,6 +18,12 @@ from spaghettinet.pipeline_config.settings import (
     InputReaderSettings,
     ModelSettings,
     PipelineConfig,
+    RandomAdjustBrightness,
+    RandomCropPadImage,
+    RandomHorizontalFlip,
+    RandomJpegQuality,
+    RandomSelfConcatImage,
+    SsdRandomCrop,
     TrainSettings,
 )
 from spaghettinet.tf_runtime import import_tensorflow
@@ -153,3 +161,64 @@ def test_missing_records_name_the_pattern(records):
     cfg.train_input.input_paths = ["nowhere-*.record"]
     with pytest.raises(DataError, match="nowhere"):
         record_files(cfg, "train")
+
+
+#: Steps that change size, colour, dtype and the number of boxes: the stream must stay deterministic through them.
+MIXED_STEPS = (
+    RandomAdjustBrightness(),
+    RandomCropPadImage(min_object_covered=0.5, random_coef=0.3),
+    RandomSelfConcatImage(concat_vertical_probability=0.5, concat_horizontal_probability=0.5),
+    RandomHorizontalFlip(),
+    SsdRandomCrop(),
+    RandomJpegQuality(min_jpeg_quality=60),
+)
+
+
+def _stream(cfg, anchors, batches: int, **kwargs) -> list[dict[str, np.ndarray]]:
+    dataset = train_dataset(cfg, anchors, batch_size=2, seed=3, **kwargs)
+    keys = ("images", "gt_boxes", "gt_classes", "num_boxes", "matched")
+    return [{key: batch[key].numpy() for key in keys} for batch in dataset.take(batches)]
+
+
+def _assert_same_stream(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second, strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_config_steps_drive_the_stream_and_the_cache_changes_nothing(records, anchors):
+    cfg = _config(records)
+    cfg.train.data_augmentation_options = MIXED_STEPS
+    uncached = _stream(cfg, anchors, 5, cache_images=False)
+    cached = _stream(cfg, anchors, 5, cache_images=True)
+    _assert_same_stream(uncached, cached)
+    # A resume from a cached stream continues the uncached one exactly (same permutations, same seeds).
+    resumed = _stream(cfg, anchors, 2, cache_images=True, start_example=6)
+    _assert_same_stream(resumed, uncached[3:5])
+    images = np.concatenate([batch["images"] for batch in uncached])
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    # The self-concatenation repeats boxes: some image holds more boxes than any record.
+    assert max(int(n) for batch in uncached for n in batch["num_boxes"]) >= 2
+    plain = _stream(cfg, anchors, 1, options=())
+    assert not np.array_equal(plain[0]["images"], uncached[0]["images"])
+
+
+def test_decoded_size_decides_the_cache(records, anchors, monkeypatch):
+    heights = [48 + 4 * index for index in range(6)]
+    assert inputs.decoded_size_bytes([records]) == sum(h * 64 * 3 for h in heights)
+    assert 0 < inputs.decoded_cache_budget() <= inputs.CACHE_MAX_BYTES
+    decisions = []
+    original = inputs.decoded_size_bytes
+
+    def _spy(files):
+        decisions.append(original(files))
+        return decisions[-1]
+
+    monkeypatch.setattr(inputs, "decoded_size_bytes", _spy)
+    monkeypatch.setattr(inputs, "decoded_cache_budget", lambda: 0)
+    cfg = _config(records)
+    no_cache = _stream(cfg, anchors, 2)
+    assert decisions  # the automatic choice measured the data (and, with no budget, did not cache)
+    monkeypatch.setattr(inputs, "decoded_cache_budget", lambda: 10**9)
+    _assert_same_stream(no_cache, _stream(cfg, anchors, 2))

@@ -3,10 +3,15 @@
 Training (:func:`train_dataset`): records are shuffled with the run seed and repeated forever; each example gets its
 own seed from ``(run seed, position in the stream)``, so augmentation is stateless and a resumed run that skips the
 examples it already consumed sees exactly the batches an uninterrupted run would have seen. Each example is
-decoded, augmented (flip, SSD random crop; ``training/augment.py``), resized to the model input with bilinear
-interpolation without keeping the aspect ratio (the reference's ``fixed_shape_resizer``), scaled to [-1, 1]
-(``x * 2/255 - 1``) and given its SSD targets on the anchors. Batches have static shapes (``drop_remainder``) so
-the train step is traced once.
+decoded, augmented (the config's ``data_augmentation_options``, in order; ``training/augment.py``), resized to the
+model input with bilinear interpolation without keeping the aspect ratio (the reference's ``fixed_shape_resizer``),
+scaled to [-1, 1] (``x * 2/255 - 1``) and given its SSD targets on the anchors. Batches have static shapes
+(``drop_remainder``) so the train step is traced once.
+
+Decoded images are cached in memory when the decoded training set fits :func:`decoded_cache_budget` (see there for
+the bound): each record is then decoded once per run instead of once per epoch. The cache sits before the shuffle,
+which draws the same permutations whatever it shuffles, so the stream (order, per-example seeds, pixels) is the same
+with and without it.
 
 Evaluation (:func:`eval_dataset`): the same decode/resize/scale without augmentation, one pass, keeping the true
 boxes, classes, difficult flags, file name, source id and original size for COCO evaluation.
@@ -16,6 +21,7 @@ Images without objects are kept: they train as negatives (all anchors background
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +29,8 @@ import numpy as np
 
 from spaghettinet.errors import DataError
 from spaghettinet.tf_runtime import import_tensorflow
+
+# A known layering cycle (data imports training/, here and for targets below), being moved elsewhere.
 from spaghettinet.training.augment import AugmentOptions, augment
 
 tf = import_tensorflow()
@@ -30,6 +38,12 @@ tf = import_tensorflow()
 #: Shuffle buffer cap (serialized records, so memory is the JPEG bytes): whole-dataset shuffles for the small
 #: datasets this tool is for, a bounded window beyond.
 _SHUFFLE_BUFFER = 2048
+#: Share of the available memory the decoded-image cache may take, and its absolute cap (see decoded_cache_budget).
+CACHE_MEMORY_SHARE = 0.25
+CACHE_MAX_BYTES = 4 * 1024**3
+#: Decoded bytes assumed per encoded byte for a record without image/height and image/width (JPEG photos
+#: decode to about 10x their size; 20x errs on the side of not caching).
+_DECODED_PER_ENCODED_BYTE = 20
 
 
 def record_files(config, split: str = "train") -> list[str]:
@@ -63,26 +77,90 @@ def record_files(config, split: str = "train") -> list[str]:
     ]
 
 
-def augment_options(config) -> AugmentOptions:
-    """The augmentations switched on in ``train_config`` (``data_augmentation_options``).
+def augment_options(config) -> tuple:
+    """The augmentation steps of ``train_config.data_augmentation_options``, in the config's order.
 
     Args:
         config: a ``PipelineConfig``.
 
     Returns:
-        An :class:`AugmentOptions`.
+        A tuple of step dataclasses (``pipeline_config.settings``), empty when the config lists none.
 
     Example:
-        >>> augment_options(cfg).ssd_random_crop  # doctest: +SKIP
+        >>> [step.proto_name for step in augment_options(cfg)]  # doctest: +SKIP
+        ['random_horizontal_flip', 'ssd_random_crop']
+    """
+    return tuple(config.train.data_augmentation_options)
+
+
+def _available_memory_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (free memory plus reclaimable caches), or free pages elsewhere; None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def decoded_cache_budget() -> int:
+    """Bytes the decoded-image cache may use: 25 % of the available memory, at most 4 GiB.
+
+    Why these numbers: the cache is the only copy of the decoded images (the shuffle buffer shares its tensors),
+    but training needs memory beside it: the model and optimizer, the parallel map's working images (a float32 copy,
+    4x the uint8 size, per colour step and parallel call) and prefetched batches, and the machine may run other jobs.
+    A quarter of what is free leaves most of it to them. The 4 GiB cap bounds the startup cost (every image is
+    decoded before the first batch when the dataset fits the shuffle buffer) and keeps a large machine's memory for
+    other work; 4 GiB holds about 3,000 photos of 800x600, far more than the datasets this tool is for.
+
+    Returns:
+        The budget in bytes (0 when the available memory is unknown: no cache).
+
+    Example:
+        >>> decoded_cache_budget() <= CACHE_MAX_BYTES
         True
     """
-    train = config.train
-    return AugmentOptions(
-        horizontal_flip=bool(train.random_horizontal_flip),
-        flip_probability=float(getattr(train, "horizontal_flip_probability", 0.5)),
-        ssd_random_crop=bool(train.ssd_random_crop),
-        crop_random_coef=float(train.random_crop_coef),
-    )
+    available = _available_memory_bytes()
+    if available is None:
+        return 0
+    return int(min(CACHE_MEMORY_SHARE * available, CACHE_MAX_BYTES))
+
+
+def decoded_size_bytes(files: Sequence[str | Path]) -> int:
+    """Estimated bytes of all images of ``files`` once decoded to uint8 RGB (``height * width * 3`` each).
+
+    Reads the records' ``image/height`` and ``image/width`` (no image is decoded); a record without them counts
+    20 decoded bytes per encoded byte.
+
+    Args:
+        files: TFRecord paths.
+
+    Returns:
+        The estimate in bytes.
+
+    Example:
+        >>> decoded_size_bytes(["train.record"])  # doctest: +SKIP
+        171360000
+    """
+    features = {
+        "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "image/encoded": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+
+    def _size(serialized):
+        parsed = tf.io.parse_single_example(serialized, features)
+        pixels = parsed["image/height"] * parsed["image/width"]
+        encoded = tf.cast(tf.strings.length(parsed["image/encoded"]), tf.int64)
+        return tf.where(pixels > 0, pixels * 3, encoded * _DECODED_PER_ENCODED_BYTE)
+
+    sizes = tf.data.TFRecordDataset([str(f) for f in files]).map(_size, num_parallel_calls=tf.data.AUTOTUNE)
+    return int(sizes.reduce(np.int64(0), lambda total, size: total + size))
 
 
 def resize_and_scale(image, input_size: Sequence[int]):
@@ -127,7 +205,8 @@ def train_dataset(
     seed: int = 0,
     start_example: int = 0,
     files: Sequence[str] | None = None,
-    options: AugmentOptions | None = None,
+    options: AugmentOptions | Sequence | None = None,
+    cache_images: bool | None = None,
 ):
     """The endless, shuffled, augmented training stream, batched with SSD targets.
 
@@ -139,7 +218,11 @@ def train_dataset(
         start_example: examples already consumed by earlier steps (``step * batch_size`` for a constant batch):
             the stream starts there, so a resumed run continues with the data an uninterrupted run would see.
         files: record files to read instead of the config's train input paths.
-        options: augmentations to use instead of the config's (``AugmentOptions(False, 0, False)`` for none).
+        options: augmentation steps to use instead of the config's ``data_augmentation_options`` (``()`` for
+            none; an :class:`AugmentOptions` is accepted too).
+        cache_images: keep decoded images in memory (True), decode every time (False), or decide by size (None:
+            cache when :func:`decoded_size_bytes` is within :func:`decoded_cache_budget`). The stream is the same
+            either way.
 
     Returns:
         ``tf.data.Dataset`` of dicts with ``images`` float32 ``[B, H, W, 3]`` in [-1, 1], ``cls_targets``
@@ -162,8 +245,13 @@ def train_dataset(
     anchors_tensor = tf.constant(np.asarray(anchors, np.float32))
     num_classes = int(model_settings.num_classes)
 
-    def _example(position, serialized):
+    def _decode(serialized):
         example = _parse(serialized)
+        return {"image": example["image"], "boxes": example["boxes"], "classes": example["classes"]}
+
+    def _example(position, example):
+        if not isinstance(example, dict):  # a serialized record: decode it here (no cache)
+            example = _decode(example)
         example_seed = tf.stack([tf.constant(seed, tf.int64), position])
         image, boxes, kept = augment(example["image"], example["boxes"], example_seed, options)
         classes = tf.gather(tf.cast(example["classes"], tf.int32), kept)
@@ -185,9 +273,15 @@ def train_dataset(
             "num_boxes": tf.minimum(tf.shape(classes)[0], max_boxes),
         }
 
+    if cache_images is None:
+        cache_images = decoded_size_bytes(files) <= decoded_cache_budget()
     records = tf.data.TFRecordDataset(files)
-    # The shuffle sits on serialized records (cheap to buffer and to skip); with a fixed seed its sequence of
-    # permutations is the same on every run, which is what lets a resume skip to its position.
+    if cache_images:
+        # Decoded once: the first pass fills the cache, later epochs read memory.
+        records = records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+    # Without the cache the shuffle sits on serialized records (cheap to buffer and to skip). With a fixed seed its
+    # sequence of permutations is the same on every run and does not depend on what it shuffles, which is what
+    # lets a resume skip to its position and makes the cached stream equal to the uncached one.
     records = records.shuffle(_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
     stream = records.enumerate().skip(int(start_example))
     stream = stream.map(_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
