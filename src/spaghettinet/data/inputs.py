@@ -232,7 +232,7 @@ def train_dataset(
 
     Example:
         >>> batch = next(iter(train_dataset(cfg, model.anchors, batch_size=4)))  # doctest: +SKIP
-        >>> batch["images"].shape
+        >>> batch["images"].shape  # doctest: +SKIP
         TensorShape([4, 320, 320, 3])
     """
     from spaghettinet.training.targets import assign_targets

@@ -210,7 +210,7 @@ def flip_boxes_left_right(boxes):
         float32 ``[M, 4]``.
 
     Example:
-        >>> flip_boxes_left_right(tf.constant([[0.1, 0.2, 0.5, 0.4]])).numpy().round(3).tolist()
+        >>> flip_boxes_left_right(tf.constant([[0.1, 0.2, 0.5, 0.4]])).numpy().astype(float).round(3).tolist()
         [[0.1, 0.6, 0.5, 0.8]]
     """
     ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=1)
@@ -227,7 +227,7 @@ def flip_boxes_up_down(boxes):
         float32 ``[M, 4]``.
 
     Example:
-        >>> flip_boxes_up_down(tf.constant([[0.1, 0.2, 0.5, 0.4]])).numpy().round(3).tolist()
+        >>> flip_boxes_up_down(tf.constant([[0.1, 0.2, 0.5, 0.4]])).numpy().astype(float).round(3).tolist()
         [[0.5, 0.2, 0.9, 0.4]]
     """
     ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=1)
@@ -244,7 +244,7 @@ def rotate_boxes_90(boxes):
         float32 ``[M, 4]``.
 
     Example:
-        >>> rotate_boxes_90(tf.constant([[0.1, 0.2, 0.5, 0.4]])).numpy().round(3).tolist()
+        >>> rotate_boxes_90(tf.constant([[0.1, 0.2, 0.5, 0.4]])).numpy().astype(float).round(3).tolist()
         [[0.6, 0.1, 0.8, 0.5]]
     """
     ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=1)
@@ -433,7 +433,7 @@ def crop_to_window(image, boxes, window_begin, window_size, window, overlap_thre
     Example:
         >>> image, boxes, kept = crop_to_window(tf.zeros([10, 10, 3]), tf.constant([[0.0, 0.0, 0.4, 0.4]]),
         ...     tf.constant([0, 0, 0]), tf.constant([5, 5, -1]), tf.constant([0.0, 0.0, 0.5, 0.5]), 0.5)
-        >>> boxes.numpy().round(3).tolist()
+        >>> boxes.numpy().astype(float).round(3).tolist()
         [[0.0, 0.0, 0.8, 0.8]]
     """
     cropped = tf.slice(image, window_begin, window_size)
@@ -594,7 +594,7 @@ def random_pad_image(image, boxes, seed, min_image_size=None, max_image_size=Non
     Example:
         >>> image, boxes, _ = random_pad_image(tf.zeros([10, 10, 3]), tf.constant([[0.0, 0.0, 1.0, 1.0]]),
         ...     tf.constant([1, 2]), min_image_size=(20, 20), max_image_size=(20, 20))
-        >>> image.shape, boxes.numpy().max() <= 1.0
+        >>> image.shape, bool(boxes.numpy().max() <= 1.0)
         (TensorShape([20, 20, 3]), True)
     """
     height_seed, width_seed, y_seed, x_seed = _split(seed, 4)
@@ -727,7 +727,7 @@ def random_adjust_brightness(image, seed, max_delta: float = 0.2):
     """Add one random ``delta`` in ``[-max_delta, max_delta)`` (0..1 scale) to every pixel; float32 in [0, 255].
 
     Example:
-        >>> random_adjust_brightness(tf.fill([2, 2, 3], 250.0), tf.constant([0, 1]), 0.2).numpy().max() <= 255
+        >>> bool(random_adjust_brightness(tf.fill([2, 2, 3], 250.0), tf.constant([0, 1]), 0.2).numpy().max() <= 255)
         True
     """
     delta = _uniform(seed, -max_delta, max_delta)
