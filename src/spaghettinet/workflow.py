@@ -13,7 +13,13 @@ with), all its outputs exist, and none of its inputs is newer than its oldest ou
 interruption continues with the first unfinished stage, a change of the data (a new or edited photo or xml) redoes
 the split and everything after it, and a change of settings (variant, input size, steps) redoes the config and
 what follows. Training itself resumes from its latest checkpoint unless the pipeline config changed since that
-training started, in which case it starts afresh.
+training started, in which case it starts afresh and the old training is moved aside, never deleted
+(``training-output.<time>/``).
+
+Where training starts is chosen by the config stage (:func:`spaghettinet.model.pretrained.choose_start`): the TF1
+zoo's COCO checkpoint of the variant by default (cached, downloaded once), a checkpoint given with
+``fine_tune_from``, or random weights with ``from_scratch``; the choice is one of the config stage's settings, and
+what it gave is kept in ``W/.spaghettinet/start.json`` for the report.
 
 Validation errors stop the run before anything is written beyond ``images/validation.json``, with the list.
 """
@@ -23,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ from spaghettinet.io_utils import write_text_atomic
 
 STATE_DIR = ".spaghettinet"
 STAMPS_FILE = "stages.json"
+START_FILE = "start.json"
 CONFIG_HASH_FILE = ".workflow_config_sha256"
 #: Test images shown with their detections in the report.
 REPORT_PICTURES = 8
@@ -57,6 +63,8 @@ class RunSettings:
     batch_size: int | None = None
     time_budget: str | float | None = None
     fine_tune_from: str | None = None
+    from_scratch: bool = False
+    zoo_sha256: str | None = None
     test_fraction: float = 0.2
     seed: int = 0
     quantize: str = "auto"
@@ -103,6 +111,17 @@ class RunSettings:
     def test_record(self) -> Path:
         return self.training / "test.record"
 
+    @property
+    def start_file(self) -> Path:
+        return self.workdir / STATE_DIR / START_FILE
+
+    @property
+    def start_choice(self) -> str:
+        """What was asked: ``"zoo"`` (the default), ``"scratch"`` or ``"checkpoint"`` (``fine_tune_from``)."""
+        if self.fine_tune_from is not None:
+            return "checkpoint"
+        return "scratch" if self.from_scratch else "zoo"
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -143,6 +162,8 @@ class RunResult:
         int8_model / float_model: the exported ``.tflite`` files (None if not exported).
         ap50: COCO AP50 of the shipped model on the test split (int8 if measured, else float), or None.
         latency_ms: median 1-thread latency of the int8 model, or None.
+        start: where training started ("fine-tuned from the zoo's COCO checkpoint (variant s)", "from scratch
+            (why)"), or None before the config stage.
         report_html: ``W/report/index.html`` if written.
         detections_picture: a picture of test images with the model's detections, if written.
         interrupted: training was interrupted (rerun to continue).
@@ -154,6 +175,7 @@ class RunResult:
     float_model: Path | None = None
     ap50: float | None = None
     latency_ms: float | None = None
+    start: str | None = None
     report_html: Path | None = None
     detections_picture: Path | None = None
     interrupted: bool = False
@@ -230,8 +252,20 @@ def _tfrecord(settings: RunSettings, log) -> str:
 
 
 def _config(settings: RunSettings, log) -> str:
+    from spaghettinet.model.pretrained import choose_start, download_progress, write_start
     from spaghettinet.pipeline_config.generate import config
 
+    with download_progress(settings.show_progress) as progress:
+        start = choose_start(
+            settings.variant,
+            fine_tune_from=settings.fine_tune_from,
+            from_scratch=settings.from_scratch,
+            sha256=settings.zoo_sha256,
+            progress=progress,
+            log=log,
+        )
+    if start.note:
+        log(f"{start.note} (once it can be downloaded, `--force config` starts from it)")
     cfg = config(
         settings.variant,
         settings.label_map,
@@ -242,10 +276,13 @@ def _config(settings: RunSettings, log) -> str:
         batch_size=settings.batch_size,
         input_size=settings.input_size,
         quantize=settings.qat,
-        fine_tune_checkpoint=settings.fine_tune_from,
+        fine_tune_checkpoint=start.prefix,
     )
+    write_start(settings.start_file, start)
+    started = "from scratch" if start.kind == "scratch" else start.description
     return (
-        f"SpaghettiNet-EdgeTPU-{settings.variant.upper()} {settings.input_size}², {cfg.train.num_steps} steps"
+        f"SpaghettiNet-EdgeTPU-{settings.variant.upper()} {settings.input_size}², {cfg.train.num_steps} steps, "
+        f"{started}"
     )
 
 
@@ -264,9 +301,16 @@ def _train(settings: RunSettings, log) -> str:
     config_hash = _file_sha256(settings.config)
     marker = model_dir / CONFIG_HASH_FILE
     if model_dir.exists() and (not marker.is_file() or marker.read_text().strip() != config_hash):
-        # Checkpoints of another config (other data, classes or settings) cannot be resumed: start afresh.
-        log("the pipeline config changed since the last training: starting training afresh")
-        shutil.rmtree(model_dir)
+        # Checkpoints of another config (other data, classes, settings or start) cannot be resumed: start afresh,
+        # keeping the old training (hours of work, maybe the better model) under another name.
+        if any(model_dir.iterdir()):
+            aside = _set_aside(model_dir)
+            log(
+                f"the pipeline config changed since the last training: that training is kept in {aside}; "
+                "training afresh"
+            )
+        else:
+            model_dir.rmdir()
     model_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(marker, config_hash + "\n")
     result = train(
@@ -286,6 +330,32 @@ def _train(settings: RunSettings, log) -> str:
     loss = "" if result.final_loss is None else f", loss {result.final_loss:.3f}"
     qat = ", quantization-aware" if result.quantization_aware else ""
     return f"step {result.step} ({result.stopped}{qat}{loss})"
+
+
+def _set_aside(folder: Path) -> Path:
+    """Rename ``folder`` to ``<name>.<local time>`` (``.2``, ``.3``... if taken) and return the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = folder.with_name(f"{folder.name}.{stamp}")
+    number = 1
+    while candidate.exists():
+        number += 1
+        candidate = folder.with_name(f"{folder.name}.{stamp}.{number}")
+    os.replace(folder, candidate)
+    return candidate
+
+
+def _start_of(settings: RunSettings) -> str:
+    """The recorded start of this workdir's training, or what was asked if the config stage has not run."""
+    from spaghettinet.model.pretrained import read_start
+
+    start = read_start(settings.start_file)
+    if start is not None:
+        return start.description
+    if settings.fine_tune_from is not None:
+        return f"fine-tuned from {settings.fine_tune_from}"
+    if settings.from_scratch:
+        return "from scratch (as asked: --from-scratch)"
+    return f"fine-tuned from the zoo's COCO checkpoint (variant {settings.variant})"
 
 
 def _evaluate(settings: RunSettings, log) -> str:
@@ -384,7 +454,7 @@ def _settings_table(settings: RunSettings) -> dict[str, str]:
         "input size": f"{settings.input_size}×{settings.input_size}",
         "steps": str(settings.steps) if settings.steps else "from the data size",
         "time budget": str(settings.time_budget) if settings.time_budget else "none",
-        "fine-tuned from": str(settings.fine_tune_from) if settings.fine_tune_from else "none (from scratch)",
+        "start": _start_of(settings),
         "test fraction": str(settings.test_fraction),
         "seed": str(settings.seed),
     }
@@ -491,6 +561,9 @@ STAGES: tuple[Stage, ...] = (
             "input_size": s.input_size,
             "steps": s.steps,
             "batch_size": s.batch_size,
+            # The choice, not its outcome: a run that fell back to scratch offline is not redone by every rerun
+            # (the fallback line says how: --force config).
+            "start": s.start_choice,
             "fine_tune_from": s.fine_tune_from,
             "qat": s.qat,
         },
@@ -621,6 +694,8 @@ def run(
     input_size: int = 320,
     steps: int | None = None,
     fine_tune_from: str | Path | None = None,
+    from_scratch: bool = False,
+    zoo_sha256: str | None = None,
     annotations: str | Path | None = None,
     time_budget: str | float | None = None,
     batch_size: int | None = None,
@@ -641,13 +716,21 @@ def run(
     Stages: validate → split → xml2csv → labelmap → tfrecord → config → train (QAT after 10 % of the steps) →
     evaluate → export → latency → report.
 
+    Training starts from the TF1 detection zoo's COCO checkpoint of ``variant`` (cached in ``~/.cache/spaghettinet``
+    or ``$SPAGHETTINET_CACHE``, downloaded once when missing; see :mod:`spaghettinet.model.pretrained`) unless
+    ``fine_tune_from`` or ``from_scratch`` says otherwise. When it cannot be downloaded, one line says why and
+    training starts from scratch.
+
     Args:
         data_dir: the folder of photos and ``.xml`` files (or photos only, with ``annotations``).
         workdir: the run's folder (the seed's layout is created inside).
         variant: SpaghettiNet-EdgeTPU ``s``, ``m`` or ``l``.
         input_size: side of the square model input.
         steps: training steps (default: scaled to the data size by ``config``).
-        fine_tune_from: a checkpoint prefix to start from (``spaghettinet zoo download`` prints one).
+        fine_tune_from: a checkpoint prefix to start from instead of the zoo's COCO checkpoint.
+        from_scratch: start from random weights (no download).
+        zoo_sha256: the sha256 the zoo tarball must have (default: ``$SPAGHETTINET_ZOO_SHA256_<V>``, else the
+            hash recorded at its first download).
         annotations: a separate folder of ``.xml`` files.
         time_budget: stop training when this wall-clock time is spent (``"20m"``, seconds).
         batch_size: training batch size (default: from the data size).
@@ -687,6 +770,8 @@ def run(
         batch_size=batch_size,
         time_budget=time_budget,
         fine_tune_from=None if fine_tune_from is None else str(fine_tune_from),
+        from_scratch=bool(from_scratch),
+        zoo_sha256=zoo_sha256,
         test_fraction=test_fraction,
         seed=seed,
         quantize=quantize,
@@ -753,6 +838,16 @@ def _check_arguments(settings: RunSettings, until: str | None, force: Sequence[s
         raise UsageError(f"--input-size must be at least 32, got {settings.input_size}")
     if settings.steps is not None and settings.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {settings.steps}")
+    if settings.from_scratch and settings.fine_tune_from is not None:
+        raise UsageError("--from-scratch and --fine-tune-from contradict each other: give one of them")
+    if settings.zoo_sha256 is not None:
+        from spaghettinet.model.pretrained import expected_sha256
+
+        if settings.start_choice != "zoo":
+            raise UsageError(
+                "--sha256 pins the zoo's checkpoint: it means nothing with --from-scratch or --fine-tune-from"
+            )
+        expected_sha256(settings.variant, settings.zoo_sha256)
     if settings.fine_tune_from is not None:
         prefix = Path(settings.fine_tune_from)
         if not (Path(f"{prefix}.index").is_file() or prefix.is_dir()):
@@ -777,6 +872,8 @@ def _fill_results(settings: RunSettings, result: RunResult) -> None:
     result.float_model = (
         settings.exported / "model_float.tflite" if "model_float.tflite" in exported else None
     )
+    if settings.start_file.is_file():
+        result.start = _start_of(settings)
     html = settings.report_dir / "index.html"
     result.report_html = html if html.is_file() else None
     picture = settings.report_dir / "test_pictures.jpg"
@@ -806,6 +903,9 @@ def demo(
 ) -> RunResult:
     """Make the embedded demo dataset in ``workdir/demo-data`` and :func:`run` it with settings that fit in 15 minutes
     on 2 CPU cores (S at 160², training stopped by a time budget).
+
+    The demo trains from scratch (``from_scratch=True`` unless ``run_options`` names a ``fine_tune_from``): its
+    figures stay comparable with earlier demos, and it runs offline.
 
     Args:
         workdir: the run's folder.
@@ -837,6 +937,8 @@ def demo(
         made = make_demo(data_dir, **options)
         write_text_atomic(workdir / STATE_DIR / "demo.json", json.dumps(options) + "\n")
         log(f"demo data: {made.images} images in {data_dir}")
+    if run_options.get("fine_tune_from") is None:
+        run_options.setdefault("from_scratch", True)
     return run(
         data_dir,
         workdir,

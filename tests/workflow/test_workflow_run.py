@@ -3,6 +3,7 @@ change of data or settings makes stale; validation errors stop the run before an
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from pathlib import Path
@@ -65,6 +66,16 @@ def test_first_run_goes_through_every_stage_in_the_seed_layout(first_run):
     assert result.report_html == work / "report" / "index.html"
     assert result.detections_picture is not None and result.detections_picture.is_file()
     assert "ckpt-2" in (work / "training" / "training-output" / "checkpoint").read_text()
+
+
+def test_offline_the_default_start_says_why_once_and_the_report_says_from_scratch(first_run):
+    # conftest.py sets SPAGHETTINET_OFFLINE=1: the zoo's COCO checkpoint is not downloaded.
+    _, work, result, lines = first_run
+    why = [line for line in lines if line.startswith("training from scratch:")]
+    assert len(why) == 1 and "SPAGHETTINET_OFFLINE" in why[0]
+    assert result.start is not None and result.start.startswith("from scratch (SPAGHETTINET_OFFLINE")
+    assert "fine_tune_checkpoint" not in (work / "training" / "pipeline.config").read_text()
+    assert result.start in html.unescape((work / "report" / "index.html").read_text())
 
 
 def test_rerun_skips_every_stage(first_run):

@@ -50,12 +50,41 @@ def register(app: typer.Typer) -> None:
         input_size: int = typer.Option(320, "--input-size", help="Side of the square model input in pixels."),
         no_quantize: bool = typer.Option(False, "--no-quantize", help="No quantization-aware training."),
         fine_tune_checkpoint: str | None = typer.Option(
-            None, "--fine-tune-checkpoint", help="Checkpoint prefix to start from (TF1 zoo or ours)."
+            None,
+            "--fine-tune-checkpoint",
+            help="Checkpoint prefix to start from (TF1 zoo or ours) instead of the zoo's COCO checkpoint.",
+        ),
+        from_scratch: bool = typer.Option(
+            False, "--from-scratch", help="No fine_tune_checkpoint: train from random weights (no download)."
+        ),
+        sha256: str | None = typer.Option(
+            None,
+            "--sha256",
+            help="The sha256 the zoo's checkpoint tarball must have (pins the default start).",
         ),
     ) -> None:
-        """Write a complete pipeline.config sized for the data set, and report anchor coverage per class."""
+        """Write a complete pipeline.config sized for the data set, and report anchor coverage per class.
+
+        fine_tune_checkpoint is the TF1 zoo's COCO checkpoint of the variant by default (cached in
+        ~/.cache/spaghettinet or $SPAGHETTINET_CACHE, downloaded once; SPAGHETTINET_OFFLINE=1 never downloads);
+        offline, the config trains from scratch and one line says why."""
+        from spaghettinet.model.pretrained import choose_start, download_progress
         from spaghettinet.pipeline_config.generate import config_with_plan
 
+        def log(line: str) -> None:
+            err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+        with download_progress() as progress:
+            start = choose_start(
+                variant,
+                fine_tune_from=fine_tune_checkpoint,
+                from_scratch=from_scratch,
+                sha256=sha256,
+                progress=progress,
+                log=log,
+            )
+        if start.note:
+            log(f"{start.note} (once it can be downloaded, run `spaghettinet config` again to start from it)")
         cfg, plan = config_with_plan(
             variant=variant,
             label_map=label_map,
@@ -66,12 +95,13 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             input_size=input_size,
             quantize=not no_quantize,
-            fine_tune_checkpoint=fine_tune_checkpoint,
+            fine_tune_checkpoint=start.prefix,
         )
         console.print(
             f"Wrote {out}: SpaghettiNet-{cfg.model.variant.upper()}, {cfg.model.num_classes} classes, "
             f"{input_size}x{input_size}, {plan.num_train_examples} training / {plan.num_test_examples} test images."
         )
+        console.print(f"  - start: {start.description}", highlight=False, markup=False, soft_wrap=True)
         for reason in plan.reasons:
             console.print(f"  - {reason}", highlight=False)
         if no_quantize:

@@ -36,26 +36,15 @@ def zoo_download(
     ),
     sha256: str | None = typer.Option(None, "--sha256", help="Refuse the tarball unless its sha256 is this."),
 ) -> None:
-    """Download a zoo tarball, verify it (complete, safe paths, the right variant) and extract it."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+    """Download a zoo tarball, verify it (complete, safe paths, the right variant) and extract it.
 
+    ``run`` and ``config`` do not need this: they start from the zoo's checkpoint by default, from their cache."""
     from spaghettinet.model import zoo
+    from spaghettinet.model.pretrained import download_progress
 
     variant = zoo.check_variant(variant)
     err_console.print(f"downloading {url or zoo.ZOO_URLS[variant]}", highlight=False, markup=False)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("download", total=None)
-
-        def report(received: int, total: int | None) -> None:
-            progress.update(task, completed=received, total=total)
-
+    with download_progress() as report:
         installed = zoo.download(variant, out, url=url, expected_sha256=sha256, progress=report)
     _print_installed(installed)
 
@@ -74,7 +63,8 @@ def zoo_install(
 
 
 def _log(line: str) -> None:
-    err_console.print(line, highlight=False, markup=False)
+    # soft_wrap: a line stays one line (paths and URLs are not broken at the terminal's width).
+    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_result(result) -> None:
@@ -92,6 +82,7 @@ def _print_result(result) -> None:
         raise typer.Exit(130)
     shipped = result.int8_model or result.float_model
     lines = [
+        ("start", result.start),
         ("model", shipped),
         ("AP50 on the test split", None if result.ap50 is None else f"{result.ap50:.3f}"),
         ("latency (1 thread, median)", None if result.latency_ms is None else f"{result.latency_ms:.1f} ms"),
@@ -110,7 +101,17 @@ def run_command(
     input_size: int = typer.Option(320, "--input-size", help="Side of the square model input."),
     steps: int | None = typer.Option(None, "--steps", help="Training steps (default: scaled to the data)."),
     fine_tune_from: Path | None = typer.Option(
-        None, "--fine-tune-from", help="Checkpoint prefix to start from (see `spaghettinet zoo download`)."
+        None,
+        "--fine-tune-from",
+        help="Checkpoint prefix to start from instead of the zoo's COCO checkpoint (the default).",
+    ),
+    from_scratch: bool = typer.Option(
+        False,
+        "--from-scratch",
+        help="Start from random weights, not the zoo's COCO checkpoint (no download).",
+    ),
+    sha256: str | None = typer.Option(
+        None, "--sha256", help="The sha256 the zoo's checkpoint tarball must have (pins the default start)."
     ),
     annotations: Path | None = typer.Option(None, "--annotations", help="Separate folder of .xml files."),
     time_budget: str | None = typer.Option(None, "--time-budget", help="Stop training after e.g. 20m or 1h."),
@@ -120,7 +121,11 @@ def run_command(
     force: list[str] = typer.Option([], "--force", help="Rerun this stage even if up to date (repeatable)."),
 ) -> None:
     """Validate, split, convert, configure, train (QAT after 10 %), evaluate, export and report, skipping
-    stages that are up to date."""
+    stages that are up to date.
+
+    Training starts from the TF1 zoo's COCO checkpoint of the variant (cached in ~/.cache/spaghettinet or
+    $SPAGHETTINET_CACHE, downloaded once; SPAGHETTINET_OFFLINE=1 never downloads); offline it starts from scratch
+    and says why."""
     from spaghettinet import workflow
 
     result = workflow.run(
@@ -130,6 +135,8 @@ def run_command(
         input_size=input_size,
         steps=steps,
         fine_tune_from=fine_tune_from,
+        from_scratch=from_scratch,
+        zoo_sha256=sha256,
         annotations=annotations,
         time_budget=time_budget,
         batch_size=batch_size,
@@ -148,7 +155,7 @@ def demo_command(
     time_budget: str = typer.Option("10m", "--time-budget", help="Training wall-clock budget."),
     seed: int = typer.Option(0, "--seed", help="Dataset and training seed."),
 ) -> None:
-    """Make the demo dataset and run the whole chain on it (about 15 minutes on 2 CPU cores)."""
+    """Make the demo dataset and run the whole chain on it (about 15 minutes on 2 CPU cores), from scratch."""
     from spaghettinet import workflow
 
     _print_result(
