@@ -411,3 +411,87 @@ def test_clamped_conv_biases_are_detected(exported):
     corrupted = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     expected = subgraph.tensors[conv.outputs[0]].name.decode()
     assert tflite.saturated_biases(corrupted) == [expected]
+
+
+def test_int8_stem_is_rewritten_as_space_to_depth(exported):
+    """The 5x5 stride-2 RGB stem runs as SPACE_TO_DEPTH + 3x3 conv in the int8 model, computing the same integers."""
+    report = json.loads(exported["result"].report_path.read_text())
+    section = report["int8_space_to_depth"]
+    assert section["identical"] is True
+    assert (
+        len(section["rewritten"]) == 1 and "5x5/2 over 3 channels -> 3x3/1 over 12" in section["rewritten"][0]
+    )
+    assert report["int8"]["op_counts"]["SPACE_TO_DEPTH"] == 1
+    assert "SPACE_TO_DEPTH" not in edgetpu.op_counts(
+        edgetpu.list_operators(exported["result"].float_model.read_bytes())
+    )
+
+
+@pytest.mark.parametrize("kernel, pad_before", [(3, 0), (5, 1), (7, 2), (9, 3)])
+def test_space_to_depth_kernel_covers_every_tap_once(kernel, pad_before):
+    side, offset = tflite.space_to_depth_kernel(kernel, pad_before)
+    assert side % 2 == 1
+    taps = [2 * block + d - offset for block in range(side) for d in (0, 1)]
+    assert sorted(t for t in taps if 0 <= t < kernel) == list(range(kernel))
+    # The block conv pads (side - 1) // 2 blocks: its first pixel is the stride-2 conv's first (padded) pixel.
+    assert 2 * ((side - 1) // 2) - offset == pad_before
+
+
+def _int8_model_with_stem(kernel: int, size: int = 32) -> bytes:
+    """uint8 pixels in, a ``kernel``² stride-2 SAME conv over RGB (ReLU6), a 1x1 conv: int8 as the export makes it."""
+    from spaghettinet.tf_runtime import import_keras, import_tensorflow
+
+    tf = import_tensorflow()
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((size, size, 3), batch_size=1),
+            keras.layers.Conv2D(8, kernel, strides=2, padding="same", activation="relu6"),
+            keras.layers.Conv2D(4, 1),
+        ]
+    )
+    rng = np.random.default_rng(0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: (
+        [rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32)] for _ in range(8)
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    return bytes(converter.convert())
+
+
+def _run(flatbuffer: bytes, images: list[np.ndarray]) -> list[np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    found = []
+    for image in images:
+        interpreter.set_tensor(input_index, image)
+        interpreter.invoke()
+        found.append(interpreter.get_tensor(output_index).copy())
+    return found
+
+
+def test_space_to_depth_stem_gives_the_same_integers():
+    original = _int8_model_with_stem(kernel=5)
+    rewritten, info = tflite.space_to_depth_strided_convs(original)
+    assert info["identical"] is True and len(info["rewritten"]) == 1
+    operators = [op.name for op in edgetpu.list_operators(rewritten)]
+    assert operators.index("SPACE_TO_DEPTH") == operators.index("CONV_2D") - 1
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (1, 32, 32, 3), endpoint=False).astype(np.uint8) for _ in range(4)]
+    images.append(np.full((1, 32, 32, 3), 255, np.uint8))  # saturated edges: the padding must read as 0 too
+    for want, got in zip(_run(original, images), _run(rewritten, images), strict=True):
+        assert np.array_equal(want, got)
+
+
+def test_space_to_depth_leaves_convs_it_would_not_shorten():
+    """A 3x3 stride-2 stem pads 9 x 8 channel slots; as a 3x3 over 12 channels it would pad 9 x 16: kept as it is."""
+    original = _int8_model_with_stem(kernel=3)
+    rewritten, info = tflite.space_to_depth_strided_convs(original)
+    assert rewritten == original and info == {"rewritten": [], "identical": True}

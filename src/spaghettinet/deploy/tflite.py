@@ -7,7 +7,9 @@ replaces that function with the fused op. Two conversions are offered: float32, 
 own fake-quant graph (:func:`convert_int8`), used both for post-training quantization (untrained ranges calibrated
 on real images) and for a quantization-aware checkpoint (ranges trained); either way every range is floored so
 that LiteRT's default XNNPACK delegate accepts the model. After conversion the subgraph outputs are rewritten to the op's own order and canonical names, because the
-converter's order is not the op's (stack.md §3.2).
+converter's order is not the op's (stack.md §3.2). In the int8 model, the stride-2 RGB stem conv is then rewritten
+as ``SPACE_TO_DEPTH`` + a stride-1 conv that computes the same integers with less padding in XNNPACK's x86 int8
+kernels (:func:`space_to_depth_strided_convs`).
 
 TensorFlow is imported inside the functions (``tf_runtime.import_tensorflow``) so importing this module is cheap.
 """
@@ -496,6 +498,293 @@ def convert_int8(model, settings: PostprocessSettings, work_dir: str | Path) -> 
     raise SpaghettiError(
         f"no usable int8 model even with activation ranges at least {RANGE_FLOORS[-1]} wide: {refusal}"
     )
+
+
+#: XNNPACK's int8 conv kernels on x86 without AMX (AVX2, AVX-512 VNNI) read a conv's input channels in blocks of 8
+#: at every kernel tap (``kr = 8`` in the qs8_qc8w entries of google/XNNPACK ``src/configs/gemm-config.c``), so a
+#: conv over 3 channels multiplies 8 at each tap, 5 of them padding.
+INT8_CHANNEL_BLOCK = 8
+#: A stride-2 conv is rewritten when the rewrite cuts its padded multiply-adds per output value by at least this.
+SPACE_TO_DEPTH_MIN_SAVING = 0.2
+#: Random images on which a rewritten int8 model must give exactly the original's tensors.
+REWRITE_CHECK_IMAGES = 2
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def space_to_depth_kernel(kernel: int, pad_before: int) -> tuple[int, int] | None:
+    """The stride-1 kernel over 2x2 pixel blocks that computes a stride-2 ``SAME`` conv along one axis.
+
+    A block tap ``b`` (0 ≤ b < side) and a position ``d`` (0 or 1) in the block see the original tap
+    ``2 * b + d - offset``; taps outside ``[0, kernel)`` get zero weights. The block conv is itself ``SAME`` (it
+    pads ``(side - 1) // 2`` blocks before), so it reads exactly the pixels, padding included, that the stride-2
+    conv reads.
+
+    Args:
+        kernel: the stride-2 conv's kernel size along the axis.
+        pad_before: the stride-2 conv's padding before the first pixel (``SAME`` on an even size:
+            ``(kernel - 2) // 2``).
+
+    Returns:
+        ``(side, offset)`` with the smallest odd ``side``, or None when no block kernel covers the taps.
+
+    Example:
+        >>> space_to_depth_kernel(5, 1)
+        (3, 1)
+    """
+    for side in range(1, kernel + 2, 2):
+        offset = 2 * ((side - 1) // 2) - pad_before
+        if offset >= 0 and 2 * side - 1 - offset >= kernel - 1:
+            return side, offset
+    return None
+
+
+def space_to_depth_filter(
+    filter_ohwi: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]
+) -> np.ndarray:
+    """Rearrange a stride-2 conv filter ``[O, KH, KW, C]`` for its input after ``SPACE_TO_DEPTH`` (block 2).
+
+    TFLite's ``SPACE_TO_DEPTH`` puts pixel ``(dy, dx)`` of each 2x2 block at channels ``(2 * dy + dx) * C ...``.
+
+    Args:
+        filter_ohwi: the original filter.
+        rows: ``(side, offset)`` along the height (:func:`space_to_depth_kernel`).
+        cols: the same along the width.
+
+    Returns:
+        ``[O, side_h, side_w, 4 * C]``, zero where no original tap falls.
+    """
+    out_channels, kernel_h, kernel_w, channels = filter_ohwi.shape
+    (side_h, offset_h), (side_w, offset_w) = rows, cols
+    blocked = np.zeros((out_channels, side_h, side_w, 4 * channels), filter_ohwi.dtype)
+    for block_y in range(side_h):
+        for block_x in range(side_w):
+            for dy in (0, 1):
+                for dx in (0, 1):
+                    tap_y, tap_x = 2 * block_y + dy - offset_h, 2 * block_x + dx - offset_w
+                    if 0 <= tap_y < kernel_h and 0 <= tap_x < kernel_w:
+                        first = (2 * dy + dx) * channels
+                        blocked[:, block_y, block_x, first : first + channels] = filter_ohwi[
+                            :, tap_y, tap_x, :
+                        ]
+    return blocked
+
+
+def _space_to_depth_plan(model_object, subgraph, operator):
+    """``(rows, cols)`` block kernels when this op is an int8 stride-2 ``SAME`` conv worth rewriting, else None."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    code = model_object.operatorCodes[operator.opcodeIndex]
+    options = operator.builtinOptions
+    if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.CONV_2D or options is None:
+        return None
+    if (options.strideH, options.strideW, options.dilationHFactor, options.dilationWFactor) != (2, 2, 1, 1):
+        return None
+    if options.padding != schema.Padding.SAME:
+        return None
+    image, weights = (subgraph.tensors[int(t)] for t in operator.inputs[:2])
+    data = model_object.buffers[weights.buffer].data
+    if image.type != schema.TensorType.INT8 or weights.type != schema.TensorType.INT8 or data is None:
+        return None
+    if len(image.shape) != 4 or image.shape[1] % 2 or image.shape[2] % 2 or len(weights.shape) != 4:
+        return None
+    _, kernel_h, kernel_w, channels = (int(v) for v in weights.shape)
+    # SAME with stride 2 on an even size pads kernel - 2 in all, the smaller half before (TFLite's padding rule).
+    rows = space_to_depth_kernel(kernel_h, max(kernel_h - 2, 0) // 2)
+    cols = space_to_depth_kernel(kernel_w, max(kernel_w - 2, 0) // 2)
+    if rows is None or cols is None:
+        return None
+    padded_now = kernel_h * kernel_w * _round_up(channels, INT8_CHANNEL_BLOCK)
+    padded_after = rows[0] * cols[0] * _round_up(4 * channels, INT8_CHANNEL_BLOCK)
+    if padded_after > (1.0 - SPACE_TO_DEPTH_MIN_SAVING) * padded_now:
+        return None
+    return rows, cols
+
+
+def _copy_quantization(quantization):
+    from ai_edge_litert import schema_py_generated as schema
+
+    copied = schema.QuantizationParametersT()
+    copied.scale = None if quantization.scale is None else list(quantization.scale)
+    copied.zeroPoint = None if quantization.zeroPoint is None else list(quantization.zeroPoint)
+    copied.min = None if quantization.min is None else list(quantization.min)
+    copied.max = None if quantization.max is None else list(quantization.max)
+    copied.quantizedDimension = quantization.quantizedDimension
+    return copied
+
+
+def _add_tensor(model_object, subgraph, like, name: bytes, shape, data: np.ndarray | None = None) -> int:
+    from ai_edge_litert import schema_py_generated as schema
+
+    buffer = schema.BufferT()
+    if data is not None:
+        buffer.data = np.frombuffer(data.tobytes(), np.uint8)
+    model_object.buffers.append(buffer)
+    tensor = schema.TensorT()
+    tensor.shape = np.asarray(shape, np.int32)
+    tensor.type = like.type
+    tensor.name = name
+    tensor.buffer = len(model_object.buffers) - 1
+    tensor.quantization = _copy_quantization(like.quantization)
+    subgraph.tensors.append(tensor)
+    return len(subgraph.tensors) - 1
+
+
+def _opcode_index(model_object, builtin: int, version: int) -> int:
+    from ai_edge_litert import schema_py_generated as schema
+
+    for index, code in enumerate(model_object.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            code.version = max(code.version, version)
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode = builtin
+    code.deprecatedBuiltinCode = min(builtin, 127)  # the schema's int8 field holds codes below 127 only
+    code.version = version
+    model_object.operatorCodes.append(code)
+    return len(model_object.operatorCodes) - 1
+
+
+def _rewrite_space_to_depth(flatbuffer: bytes) -> tuple[bytes, list[str]]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model_object = _read_model(flatbuffer)
+    subgraph = model_object.subgraphs[0]
+    rewritten = []
+    position = 0
+    while position < len(subgraph.operators):
+        operator = subgraph.operators[position]
+        plan = _space_to_depth_plan(model_object, subgraph, operator)
+        if plan is None:
+            position += 1
+            continue
+        (side_h, _), (side_w, _) = plan
+        image_index, weights_index = (int(t) for t in operator.inputs[:2])
+        image, weights = subgraph.tensors[image_index], subgraph.tensors[weights_index]
+        original = np.frombuffer(
+            np.asarray(model_object.buffers[weights.buffer].data, np.uint8).tobytes(), np.int8
+        ).reshape([int(v) for v in weights.shape])
+        blocked = space_to_depth_filter(original, *plan)
+        name = subgraph.tensors[int(operator.outputs[0])].name.split(b";")[0]
+        blocks_index = _add_tensor(
+            model_object,
+            subgraph,
+            image,
+            name + b"/space_to_depth",
+            [
+                int(image.shape[0]),
+                int(image.shape[1]) // 2,
+                int(image.shape[2]) // 2,
+                4 * int(image.shape[3]),
+            ],
+        )
+        # A new filter tensor and buffer: the converter may share one constant between ops.
+        blocked_weights_index = _add_tensor(
+            model_object, subgraph, weights, name + b"/space_to_depth_filter", blocked.shape, blocked
+        )
+        space_to_depth = schema.OperatorT()
+        # Version 2 is SPACE_TO_DEPTH on int8 (tensorflow/lite/tools/versioning/op_version.cc).
+        space_to_depth.opcodeIndex = _opcode_index(model_object, schema.BuiltinOperator.SPACE_TO_DEPTH, 2)
+        space_to_depth.inputs = np.array([image_index], np.int32)
+        space_to_depth.outputs = np.array([blocks_index], np.int32)
+        space_to_depth.builtinOptionsType = schema.BuiltinOptions.SpaceToDepthOptions
+        space_to_depth.builtinOptions = schema.SpaceToDepthOptionsT()
+        space_to_depth.builtinOptions.blockSize = 2
+        operator.inputs = np.array([blocks_index, blocked_weights_index, *operator.inputs[2:]], np.int32)
+        operator.builtinOptions.strideH = operator.builtinOptions.strideW = 1
+        subgraph.operators.insert(position, space_to_depth)
+        rewritten.append(
+            f"{name.decode('utf-8', 'replace')}: {original.shape[1]}x{original.shape[2]}/2 over "
+            f"{original.shape[3]} channels -> {side_h}x{side_w}/1 over {4 * original.shape[3]}"
+        )
+        position += 2
+    return (_write_model(model_object) if rewritten else flatbuffer), rewritten
+
+
+def _tensors_for_check(flatbuffer: bytes, inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Every model output and the post-processing op's inputs (if any), per image, with LiteRT's default delegates.
+
+    The op's inputs are the raw box encodings and scores: compared exactly, they check every anchor, where the op's
+    few detections above its threshold would check almost none.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    model_object = _read_model(flatbuffer)
+    subgraph = model_object.subgraphs[0]
+    watched = [int(t) for t in subgraph.outputs]
+    try:
+        watched += [int(t) for t in _postprocess_operator(model_object).inputs[:2]]
+    except SpaghettiError:  # no post-processing op: the outputs are the raw tensors
+        pass
+    subgraph.outputs = np.array(watched, np.int32)
+    interpreter = Interpreter(model_content=_write_model(model_object), num_threads=1)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    found = []
+    for image in inputs:
+        interpreter.set_tensor(detail["index"], image)
+        interpreter.invoke()
+        found.append([interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()])
+    return found
+
+
+def space_to_depth_strided_convs(flatbuffer: bytes, seed: int = 0) -> tuple[bytes, dict]:
+    """Rewrite int8 stride-2 convs over few channels as ``SPACE_TO_DEPTH`` + stride-1 conv, exactly.
+
+    The stem of SpaghettiNet is a 5x5 stride-2 conv over the 3 RGB channels. XNNPACK's int8 kernels on AVX2 and
+    AVX-512 VNNI CPUs pad the channels at each of the 25 taps to 8 (:data:`INT8_CHANNEL_BLOCK`): 200
+    multiply-adds per output value for 75 useful ones, which made the stem 14 % of the int8 model's instructions
+    on an AVX2 CPU at 320² (twice what the float model spends there). After a 2x2 ``SPACE_TO_DEPTH`` the same
+    conv is a 3x3 stride-1 conv over 12 channels (144 padded multiply-adds, rearranged weights and zeros where no
+    tap falls). Every accumulator sums the same products, so the int8 model computes exactly the same
+    integers; this is checked on random images, and the original model is kept if any tensor differs. Only int8
+    convs whose padded work drops by :data:`SPACE_TO_DEPTH_MIN_SAVING` are rewritten; the float model is not
+    (XNNPACK's float kernels pad nothing, the rewrite would only add zeros). ``SPACE_TO_DEPTH`` is an Edge TPU
+    op and a builtin of every TFLite runtime.
+
+    Args:
+        flatbuffer: an int8 ``.tflite`` (without metadata: the associated files after the flatbuffer would be lost).
+        seed: seed of the random check images.
+
+    Returns:
+        ``(bytes, info)``: the model to ship and ``{"rewritten": [one line per conv], "identical": bool}``
+        (``identical`` False: a mismatch was found and the original model is returned).
+
+    Example:
+        >>> int8_bytes, info = space_to_depth_strided_convs(int8_bytes)  # doctest: +SKIP
+        >>> info["rewritten"]
+        ['spaghettinet_edgetpu_s_1/s0_1/s0_stem_1/Relu6: 5x5/2 over 3 channels -> 3x3/1 over 12']
+    """
+    rewritten_bytes, rewritten = _rewrite_space_to_depth(flatbuffer)
+    if not rewritten:
+        return flatbuffer, {"rewritten": [], "identical": True}
+    from ai_edge_litert import schema_py_generated as schema
+
+    model_object = _read_model(flatbuffer)
+    subgraph = model_object.subgraphs[0]
+    image = subgraph.tensors[int(subgraph.inputs[0])]
+    shape = [int(v) for v in image.shape]
+    rng = np.random.default_rng(seed)
+    if image.type in (schema.TensorType.UINT8, schema.TensorType.INT8):
+        dtype = np.uint8 if image.type == schema.TensorType.UINT8 else np.int8
+        bounds = np.iinfo(dtype)
+        images = [
+            rng.integers(bounds.min, bounds.max, size=shape, endpoint=True).astype(dtype)
+            for _ in range(REWRITE_CHECK_IMAGES)
+        ]
+    else:
+        images = [rng.uniform(-1.0, 1.0, size=shape).astype(np.float32) for _ in range(REWRITE_CHECK_IMAGES)]
+    expected, found = _tensors_for_check(flatbuffer, images), _tensors_for_check(rewritten_bytes, images)
+    identical = all(
+        np.array_equal(a, b)
+        for want, got in zip(expected, found, strict=True)
+        for a, b in zip(want, got, strict=True)
+    )
+    if not identical:
+        return flatbuffer, {"rewritten": [], "identical": False, "refused": rewritten}
+    return rewritten_bytes, {"rewritten": rewritten, "identical": True}
 
 
 def convert_int8_qat(saved_model_dir: str | Path) -> bytes:
