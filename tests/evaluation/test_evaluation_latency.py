@@ -9,8 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spaghettinet.errors import DataError, UsageError
-from spaghettinet.evaluation.latency import benchmark
+from spaghettinet.errors import DataError, SpaghettiError, UsageError
+from spaghettinet.evaluation.latency import (
+    benchmark,
+    benchmark_avx2_only,
+    cpu_description,
+    limit_xnnpack_to_avx2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +46,55 @@ def test_benchmark_reports_timings_size_and_ops(tiny_model):
     assert result.size_bytes == tiny_model.stat().st_size
     assert result.input_shape == [1, 32, 32, 3] and result.input_type == "float32"
     assert result.op_counts == {"CONV_2D": 2}
-    assert set(result.to_json()) >= {"median_ms", "p90_ms", "size_bytes", "op_counts"}
+    assert set(result.to_json()) >= {"median_ms", "p90_ms", "size_bytes", "op_counts", "cpu"}
+    assert 0 < result.cpu_median_ms and result.isa_limit is None
+    assert result.cpu == cpu_description()
 
 
 def test_benchmark_two_threads(tiny_model):
     result = benchmark(tiny_model, threads=2, runs=3, warmup=0)
     assert result.threads == 2 and result.median_ms > 0
+    assert result.cpu_median_ms is None  # worker threads' time is not the calling thread's
+
+
+def test_cpu_description_reads_model_and_int8_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse4_1 avx fma avx2 bmi2\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse4_1 avx fma avx2 bmi2\n"
+    )
+    assert cpu_description(cpuinfo) == {
+        "model": "AMD EPYC 7B12",
+        "avx2": True,
+        "avx512_vnni": False,
+        "avx_vnni": False,
+        "amx_int8": False,
+    }
+    assert cpu_description(tmp_path / "missing")["avx512_vnni"] is None
+
+
+def _avx2_proxy_or_skip(tiny_model):
+    try:
+        return benchmark_avx2_only(tiny_model, runs=3, warmup=1)
+    except SpaghettiError as exc:
+        pytest.skip(f"no AVX2-only measurement on this machine: {exc}")
+
+
+def test_avx2_only_benchmark_runs_in_a_child_process(tiny_model):
+    result = _avx2_proxy_or_skip(tiny_model)
+    assert result.isa_limit == "avx2" and result.threads == 1 and result.runs == 3
+    assert result.median_ms > 0 and result.cpu_median_ms > 0
+    assert result.op_counts == {"CONV_2D": 2}
+
+
+def test_avx2_limit_refuses_once_xnnpack_is_initialized(tiny_model):
+    """This process already ran a delegate: changing its CPU features now would change nothing, so it refuses."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    _avx2_proxy_or_skip(tiny_model)  # skips where the limit cannot work at all
+    Interpreter(model_path=str(tiny_model), num_threads=1).allocate_tensors()
+    with pytest.raises(SpaghettiError, match="already initialized"):
+        limit_xnnpack_to_avx2()
 
 
 @pytest.mark.parametrize("threads, runs", [(0, 5), (1, 0)])
