@@ -15,7 +15,7 @@ import typer
 from spaghettinet.errors import SpaghettiError
 
 from . import config, data, export, model, pipeline, train
-from .console import err_console
+from .console import err_console, styled
 
 app = typer.Typer(
     name="spaghettinet",
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     except SpaghettiError as exc:
         if os.environ.get("SPAGHETTINET_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        # The message names the user's files: printed literally (see console.py), only "error:" is styled.
+        err_console.print(styled(("error:", "bold red"), f" {exc}"), soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
+        err_console.print(styled(("interrupted", "yellow")))
         sys.exit(130)

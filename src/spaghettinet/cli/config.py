@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .console import console, err_console
+from .console import console, err_console, styled
 
 
 def _print_anchor_coverage(cfg) -> None:
@@ -25,10 +25,10 @@ def print_coverage_report(report, input_size: tuple[int, int], matched_threshold
         f"Anchor coverage at {height}x{width} (boxes with an anchor at IoU >= {matched_threshold}):"
     )
     for row in report.rows:
-        flag = "  [yellow]poorly covered[/]" if row.coverage < POOR_COVERAGE else ""
-        console.print(f"  {row.name:<24} {row.coverage:6.1%} of {row.num_boxes} boxes{flag}")
+        flag = ("  poorly covered", "yellow") if row.coverage < POOR_COVERAGE else ""
+        console.print(styled(f"  {row.name:<24} {row.coverage:6.1%} of {row.num_boxes} boxes", flag))
     if report.suggestion:
-        err_console.print(f"[yellow]warning:[/] {report.suggestion}")
+        err_console.print(styled(("warning:", "yellow"), f" {report.suggestion}"))
 
 
 def register(app: typer.Typer) -> None:

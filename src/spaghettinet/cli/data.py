@@ -14,7 +14,7 @@ from rich.table import Table
 
 from spaghettinet.errors import DataError
 
-from .console import console, err_console
+from .console import console, err_console, styled
 
 data_app = typer.Typer(help="Dataset helpers (the demo dataset).", no_args_is_help=True)
 
@@ -31,9 +31,11 @@ def _print_problems(problems, to_console=None, limit: int = _MAX_LISTED, with_in
     for problem in problems[:limit]:
         style = _SEVERITY_STYLE.get(problem.severity, "")
         out.print(
-            f"[{style}]{problem.severity}[/]: {problem.file}: {problem.message} [dim]({problem.kind})[/]",
-            highlight=False,
-            markup=True,
+            styled(
+                (problem.severity, style),
+                f": {problem.file}: {problem.message} ",
+                (f"({problem.kind})", "dim"),
+            ),
             soft_wrap=True,
         )
     if len(problems) > limit:
@@ -106,13 +108,15 @@ def validate_command(
         kinds.add_column("kind")
         kinds.add_column("files", justify="right")
         for (severity, kind), count in report.problems_by_kind().items():
-            kinds.add_row(f"[{_SEVERITY_STYLE[severity]}]{severity}[/]", kind, str(count))
+            kinds.add_row(styled((severity, _SEVERITY_STYLE[severity])), kind, str(count))
         console.print(kinds)
         _print_problems(report.problems, console, with_info=True)
     if input_size is not None and report.pairs:
         _print_validation_coverage(report, input_size)
     if report.ok:
-        console.print(f"[green]OK[/]: {len(report.pairs)} images ready, {len(report.warnings)} warning(s)")
+        console.print(
+            styled(("OK", "green"), f": {len(report.pairs)} images ready, {len(report.warnings)} warning(s)")
+        )
     else:
         raise DataError(f"{len(report.errors)} error(s); fix or remove those files", data_dir)
 
@@ -140,7 +144,7 @@ def split_command(
             str(result.class_counts["train"].get(name, 0)),
             str(result.class_counts["test"].get(name, 0)),
         )
-    table.add_row("[bold]all images[/]", str(len(result.train)), str(len(result.test)))
+    table.add_row(styled(("all images", "bold")), str(len(result.train)), str(len(result.test)))
     console.print(table)
     console.print(f"wrote {out / 'train'}, {out / 'test'} and {out / 'split.json'}")
     _print_problems(result.excluded)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .console import console, err_console
+from .console import console, err_console, styled
 
 
 def _metrics_table(result, title: str):
@@ -32,7 +32,7 @@ def _warn_unused_fields(cfg) -> None:
 
     sentence = describe_warnings(cfg)
     if sentence:
-        err_console.print(f"[yellow]warning:[/] {sentence}", highlight=False)
+        err_console.print(styled(("warning:", "yellow"), f" {sentence}"), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -75,9 +75,10 @@ def register(app: typer.Typer) -> None:
             console.print(_metrics_table(result.evaluation, f"COCO metrics at step {result.step}"))
         if result.stopped == "interrupted":
             err_console.print(
-                f"[yellow]interrupted[/] at step {result.step}: saved {result.checkpoint}; "
-                "run the same command again to resume",
-                highlight=False,
+                styled(
+                    ("interrupted", "yellow"),
+                    f" at step {result.step}: saved {result.checkpoint}; run the same command again to resume",
+                )
             )
             sys.exit(130)
         reason = {"time_budget": "time budget spent", "completed": "done"}.get(result.stopped, result.stopped)
