@@ -7,19 +7,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from spaghettinet.cli import main
+from cli_helpers import run_cli
 from spaghettinet.cli.console import console, err_console, styled
 from spaghettinet.data.voc import VocObject, voc_xml_text
-
-
-def _run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _pair(folder: Path, stem: str, name: str, box=(5, 4, 30, 20)) -> None:
@@ -33,10 +23,10 @@ def test_class_named_like_markup_prints_literally_in_validate_and_split(tmp_path
     for index in range(4):
         _pair(data, f"a{index}", "[/]")
         _pair(data, f"b{index}", "[bold]x:smile:")
-    code, out, err = _run(capsys, "validate", str(data))
+    code, out, err = run_cli(capsys, "validate", str(data))
     assert code == 0, err
     assert "[/]" in out and "[bold]x:smile:" in out
-    code, out, err = _run(capsys, "split", str(data), "--out", str(tmp_path / "images"))
+    code, out, err = run_cli(capsys, "split", str(data), "--out", str(tmp_path / "images"))
     assert code == 0, err
     assert "[/]" in out and "[bold]x:smile:" in out
 
@@ -47,7 +37,7 @@ def test_file_names_and_box_coordinates_keep_their_brackets(tmp_path, capsys):
     _pair(data, "good", "ball")
     _pair(data, "far", "ball", box=(10, 10, 84, 20))  # far outside the 40x24 image
     Image.new("RGB", (40, 24)).save(data / "[red]b.jpg")  # an image without its xml
-    code, out, err = _run(capsys, "validate", str(data))
+    code, out, err = run_cli(capsys, "validate", str(data))
     assert code == 1
     assert "[red]b.jpg" in out
     assert "box [xmin=10, ymin=10, xmax=84, ymax=20] lies outside the 40x24 image" in out
@@ -55,7 +45,7 @@ def test_file_names_and_box_coordinates_keep_their_brackets(tmp_path, capsys):
 
 def test_error_printer_prints_a_path_with_markup_literally(tmp_path, capsys):
     missing = tmp_path / "photos [/] [red]x"
-    code, out, err = _run(capsys, "validate", str(missing))
+    code, out, err = run_cli(capsys, "validate", str(missing))
     assert code == 2
     assert "error:" in err and "photos [/] [red]x" in err
     assert "Traceback" not in err

@@ -169,4 +169,10 @@ def test_folder_scan_finds_what_sorted_rglob_finds(tmp_path):
         for path in sorted(tmp_path.rglob("*")):
             if path.suffix.lower() in extensions and not path.name.startswith(".") and path.is_file():
                 expected.setdefault(path.stem, []).append(path)
-        assert list(voc._files_by_stem(tmp_path, extensions).items()) == list(expected.items())
+        unreadable: list = []
+        assert list(voc._files_by_stem(tmp_path, extensions, unreadable).items()) == list(expected.items())
+        # What rglob skips in silence is named: the broken link looks like an image.
+        broken = [
+            (tmp_path / "broken.jpg", "cannot be read: a broken symbolic link (its target does not exist)")
+        ]
+        assert unreadable == (broken if ".jpg" in extensions else [])

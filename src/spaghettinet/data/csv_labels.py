@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spaghettinet.data.problems import ERROR, Problem
-from spaghettinet.data.validate import check_pairs
+from spaghettinet.data.validate import check_pairs, pairing_problems
 from spaghettinet.data.voc import VocAnnotation, VocObject, find_pairs
 from spaghettinet.errors import DataError, UsageError
 from spaghettinet.io_utils import read_user_text, write_text_atomic
@@ -102,11 +102,7 @@ def xml2csv(split_dir: str | Path) -> Xml2CsvResult:
         scan = find_pairs(split_dir / name)
         checked, pair_problems = check_pairs(scan.pairs, full_decode=False)
         problems += [p for p in pair_problems if p.severity == ERROR]
-        problems += [
-            Problem(p, "image-without-xml", ERROR, "no annotation file found")
-            for p in scan.images_without_xml
-        ]
-        problems += [Problem(p, "xml-without-image", ERROR, "no image found") for p in scan.xml_without_image]
+        problems += pairing_problems(scan)
         rows = [(pair.image_path.name, pair.annotation) for pair in checked]
         path = write_text_atomic(split_dir / f"{name}_labels.csv", annotations_to_csv_text(rows))
         files.append(

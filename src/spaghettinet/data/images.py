@@ -3,22 +3,35 @@
 What is checked and why:
 
 * The format comes from the file's content, not its extension (a PNG named ``.jpg`` is reported and converted).
-* Sizes are given **after EXIF orientation**: labelImg and photo viewers show the image rotated by its EXIF
-  ``Orientation`` tag, and the boxes in the xml refer to that view. TensorFlow's ``decode_jpeg`` ignores EXIF, so
-  such images are rotated once here and re-encoded; their stored pixels then match the boxes.
-* Baseline and progressive RGB JPEGs without rotation are stored as they are (no re-encoding, no quality loss;
-  ``tf.io.decode_jpeg`` reads both). Everything else (PNG, greyscale, CMYK, RGBA, palette, 16-bit, rotated) is
-  converted once to an RGB JPEG at quality 95 (:data:`JPEG_QUALITY`).
+* **One rule for all eight EXIF orientations: boxes and sizes refer to the image as displayed**, the stored pixels
+  turned by the EXIF ``Orientation`` tag. That is the view photo viewers show and labelling tools draw on: labelImg
+  reads images with Qt's ``QImageReader`` and ``setAutoTransform(True)`` and records the turned size in ``<size>``
+  since HumanSignal/labelImg pull request #650 (2020), labelme since wkentaro/labelme pull request #305, and
+  Ultralytics reads photos the same way. TensorFlow's ``decode_jpeg`` ignores EXIF, so such images are turned once
+  here (:func:`PIL.ImageOps.exif_transpose`) and re-encoded: the TFRecord then holds the pixels the boxes were drawn
+  on, evaluation reads those records, and ``predict`` must turn photos the same way. The model also learns objects
+  upright, as a camera delivers its frames. A ``<size>`` that matches the stored pixels but not the displayed view
+  (orientations 5-8 swap width and height) means a tool that ignores the tag (labelImg before that change) drew
+  the boxes: an error whose message says how to drop the tag. For 2-4 the sizes agree and nothing in the xml tells
+  the two apart, so the warning of such an image names the rule.
+* Images over :func:`max_image_pixels` pixels are refused (a decompression bomb: a small file that decodes to
+  gigabytes), with the limit in the message; ``SPAGHETTINET_MAX_IMAGE_PIXELS`` raises it for real gigapixel photos.
+* Baseline and progressive RGB JPEGs without an orientation tag are stored as they are (no re-encoding, no quality
+  loss; ``tf.io.decode_jpeg`` reads both). Everything else (PNG, greyscale, CMYK, RGBA, palette, 16-bit, turned by
+  EXIF) is converted once to an upright RGB JPEG at quality 95 (:data:`JPEG_QUALITY`).
 """
 
 from __future__ import annotations
 
 import io
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spaghettinet.data.problems import ProblemError
+from spaghettinet.errors import UsageError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -32,6 +45,21 @@ JPEG_QUALITY = 95
 _EXIF_ORIENTATION = 0x0112
 # Orientations 5-8 swap width and height (EXIF 2.32, tag 274).
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+# What a viewer does to the stored pixels before showing them, per EXIF orientation value (EXIF 2.32, tag 274).
+_ORIENTATION_WORDS = {
+    2: "mirrored left-right",
+    3: "rotated 180°",
+    4: "mirrored top-bottom",
+    5: "flipped over its top-left to bottom-right diagonal",
+    6: "rotated 90° clockwise",
+    7: "flipped over its top-right to bottom-left diagonal",
+    8: "rotated 90° counter-clockwise",
+}
+
+MAX_IMAGE_PIXELS_VARIABLE = "SPAGHETTINET_MAX_IMAGE_PIXELS"
+#: Pillow's own default limit (``PIL.Image.MAX_IMAGE_PIXELS``, 1024 * 1024 * 1024 // 4 // 3 pixels: about 89.5
+#: megapixels, a 268 MB RGB image), far above any camera photo a detector is trained on.
+DEFAULT_MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3
 
 
 @dataclass(frozen=True)
@@ -42,9 +70,9 @@ class ImageInfo:
         path: the file.
         format: Pillow's format name from the content (``"JPEG"``, ``"PNG"``, ...).
         mode: Pillow's mode (``"RGB"``, ``"L"``, ``"RGBA"``, ``"CMYK"``, ``"I;16"``, ...).
-        width, height: size in pixels after EXIF orientation (what labelImg showed).
+        width, height: size in pixels after EXIF orientation (the displayed view, what labelImg shows).
         orientation: the EXIF orientation tag, 1 when absent.
-        stored_as_is: True when the bytes go into the TFRecord unchanged (RGB JPEG, no rotation).
+        stored_as_is: True when the bytes go into the TFRecord unchanged (RGB JPEG, no orientation tag).
     """
 
     path: Path
@@ -61,6 +89,11 @@ class ImageInfo:
         if self.orientation in _TRANSPOSING_ORIENTATIONS:
             return self.height, self.width
         return self.width, self.height
+
+    @property
+    def orientation_words(self) -> str | None:
+        """What the EXIF tag does to the stored pixels for display (``"rotated 90° clockwise"``), None if nothing."""
+        return _ORIENTATION_WORDS.get(self.orientation)
 
     def conversion_notes(self) -> list[str]:
         """Why this image will be converted (empty when it is stored as is)."""
@@ -80,16 +113,73 @@ class ImageInfo:
             notes.append("is CMYK")
         elif self.mode.startswith("I") or self.mode == "F":
             notes.append(f"has 16/32-bit samples (mode {self.mode})")
-        if self.orientation != 1:
-            notes.append(f"has EXIF orientation {self.orientation} (rotated once, as labelImg shows it)")
+        if self.orientation_words:
+            notes.append(
+                f"has EXIF orientation {self.orientation} ({self.orientation_words} for display): stored turned "
+                "that way, and its boxes are read in that view, as labelImg and photo viewers show it (if they "
+                "were drawn on the unturned pixels by a tool that ignores the tag, remove the tag)"
+            )
         return notes
+
+
+def max_image_pixels() -> int | None:
+    """The largest image accepted, in pixels: ``$SPAGHETTINET_MAX_IMAGE_PIXELS``, else Pillow's default limit.
+
+    ``0`` (or ``none``) in the variable lifts the limit. The limit protects against decompression bombs: a PNG of a
+    few kilobytes can claim 50 000 x 50 000 pixels and take 7.5 GB to decode.
+
+    Returns:
+        The limit, or None for no limit.
+
+    Raises:
+        UsageError: the variable is set to something that is not a whole number.
+
+    Example:
+        >>> max_image_pixels()
+        89478485
+    """
+    text = os.environ.get(MAX_IMAGE_PIXELS_VARIABLE, "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if text.lower() in ("0", "none"):
+        return None
+    if not text.isdigit():
+        raise UsageError(
+            f"{MAX_IMAGE_PIXELS_VARIABLE} must be a whole number of pixels (0 for no limit), "
+            f"got {os.environ[MAX_IMAGE_PIXELS_VARIABLE]!r}"
+        )
+    return int(text)
+
+
+def _pixels_text(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} megapixels" if pixels >= 1_000_000 else f"{pixels:,} pixels"
+
+
+def _too_large(path: Path, pixels: int, limit: int, size: str) -> ProblemError:
+    suggestion = max(limit * 2, -(-pixels // 1_000_000) * 1_000_000)
+    return ProblemError(
+        "image-too-large",
+        f"image is too large: {size}{_pixels_text(pixels)}, over the limit of {_pixels_text(limit)} (a guard "
+        f"against decompression bombs, files that decode to gigabytes). If the photo is real, raise the limit: "
+        f"{MAX_IMAGE_PIXELS_VARIABLE}={suggestion} (0 for none)",
+        path,
+    )
 
 
 def _open(path: Path) -> Image.Image:
     from PIL import Image, UnidentifiedImageError
 
+    limit = max_image_pixels()
+    # Pillow refuses an image over twice its MAX_IMAGE_PIXELS while opening it and warns above it; ours is the
+    # limit, so both cases end below in one named problem, and its warning would only repeat it.
+    Image.MAX_IMAGE_PIXELS = limit
+    _quiet_pillow_bomb_warning()
     try:
-        return Image.open(path)
+        image = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(found.group(1)) if found else 2 * (limit or 0) + 1
+        raise _too_large(path, pixels, limit or 0, "") from None
     except FileNotFoundError:
         raise ProblemError("image-does-not-decode", "file not found", path) from None
     except UnidentifiedImageError:
@@ -98,6 +188,24 @@ def _open(path: Path) -> Image.Image:
         raise ProblemError("image-does-not-decode", f"image does not decode: {reason}", path) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ProblemError("image-does-not-decode", f"image does not decode: {exc}", path) from None
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        image.close()
+        raise _too_large(path, width * height, limit, f"{width}x{height} = ")
+    return image
+
+
+def _quiet_pillow_bomb_warning() -> None:
+    """Silence Pillow's DecompressionBombWarning: every image it concerns is refused here with a message.
+
+    Installed at each open (a repeated filter replaces itself), so a caller resetting the filters (pytest does, per
+    test) does not bring the warning back.
+    """
+    import warnings
+
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _orientation(image: Image.Image) -> int:
@@ -118,10 +226,10 @@ def inspect_image(path: str | Path, full_decode: bool = True) -> ImageInfo:
             check the TFRecord writer uses to catch truncated files).
 
     Returns:
-        An :class:`ImageInfo`.
+        An :class:`ImageInfo` (sizes after EXIF orientation, see the module docstring).
 
     Raises:
-        ProblemError (a DataError): empty, truncated, or not an image.
+        ProblemError (a DataError): empty, truncated, not an image, or over :func:`max_image_pixels`.
 
     Example:
         >>> info = inspect_image("IMG_1.jpg")
@@ -196,7 +304,7 @@ def _jpeg_header_info(path: Path, data: bytes) -> ImageInfo | None:
         return None
     height = (frame[1] << 8) | frame[2]
     width = (frame[3] << 8) | frame[4]
-    limit = _max_image_pixels()
+    limit = max_image_pixels()
     if width == 0 or height == 0 or (limit is not None and width * height > limit):
         return None
     return ImageInfo(path, "JPEG", "RGB", width, height, 1, True)
@@ -222,13 +330,6 @@ def _quantization_tables_fit(data: bytes, start: int, end: int) -> bool:
         if start > end:
             return False
     return True
-
-
-def _max_image_pixels() -> int | None:
-    # Pillow's decompression-bomb limit (a user may change it); Pillow warns or refuses above it.
-    from PIL import Image
-
-    return Image.MAX_IMAGE_PIXELS
 
 
 def inspect_image_for_record(path: str | Path) -> tuple[ImageInfo, bytes | None]:
@@ -297,7 +398,8 @@ def encoded_rgb_jpeg(path: str | Path, info: ImageInfo | None = None, data: byte
             RGB JPEG.
 
     Returns:
-        JPEG bytes whose decoded size is ``(info.height, info.width)`` and whose pixels are RGB, upright.
+        JPEG bytes whose decoded size is ``(info.height, info.width)`` and whose pixels are RGB, turned by the EXIF
+        orientation as displayed (the written JPEG carries no tag).
 
     Raises:
         ProblemError (a DataError): the image does not decode.
@@ -311,6 +413,7 @@ def encoded_rgb_jpeg(path: str | Path, info: ImageInfo | None = None, data: byte
     with _open(path) as image:
         try:
             image.load()
+            # All eight orientations, mirrored ones included (EXIF 2.32 tag 274), as Pillow implements them.
             upright = ImageOps.exif_transpose(image)
             rgb = _to_rgb(upright)
         except (OSError, SyntaxError, ValueError) as exc:

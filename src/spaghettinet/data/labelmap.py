@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from spaghettinet.data.voc import parse_voc_xml
+from spaghettinet.data.voc import find_files, parse_voc_xml
 from spaghettinet.errors import DataError, UsageError
 from spaghettinet.io_utils import read_user_text, write_text_atomic
 
@@ -292,11 +292,9 @@ def class_names_in(data_dir: str | Path, annotations: str | Path | None = None) 
     if not folder.is_dir():
         raise UsageError("is not a folder", folder)
     # Every xml counts, paired or not: a class seen only in test/ must still get an id.
-    xml_paths = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() == ".xml" and not p.name.startswith(".")
-    )
+    xml_paths, unreadable = find_files(folder, (".xml",))
     names: set[str] = set()
-    failures = []
+    failures = [f"{path}: {reason}" for path, reason in unreadable]
     for xml_path in xml_paths:
         try:
             names.update(obj.name for obj in parse_voc_xml(xml_path).objects)

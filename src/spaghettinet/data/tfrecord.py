@@ -46,7 +46,7 @@ from spaghettinet.data.csv_labels import read_label_csv
 from spaghettinet.data.images import encoded_rgb_jpeg, inspect_image_for_record
 from spaghettinet.data.labelmap import LabelMap, read_label_map
 from spaghettinet.data.problems import ERROR, Problem, ProblemError
-from spaghettinet.data.validate import check_objects, check_pair_for_record, image_problems
+from spaghettinet.data.validate import check_objects, check_pair_for_record, image_problems, pairing_problems
 from spaghettinet.data.voc import ImageXmlPair, VocAnnotation, find_pairs
 from spaghettinet.errors import DataError, UsageError
 from spaghettinet.io_utils import atomic_path
@@ -307,8 +307,13 @@ _PIPE_SIZE = 1 << 20
 _READY = (
     b"spgw-ok\n"  # what a worker writes once started; anything else first (a chatty sitecustomize) drops it
 )
+# Started as ``python -P -c``: ``-c`` alone puts the current folder first on sys.path, so a numpy.py or
+# defusedxml.py in the user's folder would be run by every worker (docs.python.org/3/using/cmdline.html#cmdoption-P).
+# -P (Python 3.11+, which this package requires) leaves it out; the code then drops any "" or "." that
+# PYTHONPATH may add and puts this package's own folder first, before anything else is imported.
 _WORKER_CODE = (
-    "import sys; sys.path.insert(0, sys.argv[1]); from spaghettinet.data.tfrecord import _serve; _serve()"
+    "import sys; sys.path[:] = [sys.argv[1]] + [p for p in sys.path if p not in ('', '.')]; "
+    "from spaghettinet.data.tfrecord import _serve; _serve()"
 )
 
 
@@ -366,7 +371,7 @@ class _Workers:
         for _ in range(count):
             try:
                 process = subprocess.Popen(
-                    [sys.executable, "-c", _WORKER_CODE, source_root],
+                    [sys.executable, "-P", "-c", _WORKER_CODE, source_root],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     bufsize=0,  # unbuffered: select() must see every answer not yet read
@@ -576,15 +581,7 @@ def tfrecord(
 
     if split_dir is not None:
         scan = find_pairs(split_dir)
-        problems += [
-            Problem(p, "image-without-xml", ERROR, "no annotation file found")
-            for p in scan.images_without_xml
-        ]
-        problems += [Problem(p, "xml-without-image", ERROR, "no image found") for p in scan.xml_without_image]
-        problems += [
-            Problem(paths[0], "duplicate-stem", ERROR, f"stem shared by {', '.join(map(str, paths))}")
-            for paths in scan.duplicate_stems.values()
-        ]
+        problems += pairing_problems(scan)
 
         prepare = functools.partial(_prepare_pair, label_ids=label_ids)
         items: list = scan.pairs

@@ -2,27 +2,30 @@
 
 Checks (each problem is named with its file, see :mod:`spaghettinet.data.problems` for severities):
 
-========================  ========  ===========================================================================
+========================  ========  ============================================================================
 kind                      severity  what
-========================  ========  ===========================================================================
+========================  ========  ============================================================================
 image-without-xml         error     an image whose stem has no ``.xml``
 xml-without-image         error     an ``.xml`` whose stem has no image
 duplicate-stem            error     two images (or two xml files) share a stem, so pairing is ambiguous
+unreadable-file           error     an entry that cannot be read: a symlink loop, a broken link, no permission
 unparseable-xml           error     not well-formed xml, empty file, or a root other than ``<annotation>``
+xml-too-large             error     an xml file over 10 MiB (a VOC file is a few KB; see ``voc.MAX_XML_BYTES``)
 unsafe-xml                error     DOCTYPE with entities (billion laughs) or external references (XXE): refused
 empty-class-name          error     an object with an empty ``<name>``
 bad-coordinate            error     a missing, non-numeric or NaN box coordinate
 bad-size                  error     a non-numeric ``<size>``
 image-does-not-decode     error     0-byte, truncated, or not an image
-size-mismatch             error     ``<size>`` differs from the decoded image (after EXIF orientation)
+image-too-large           error     more pixels than ``images.max_image_pixels()`` (a decompression bomb)
+size-mismatch             error     ``<size>`` differs from the image as displayed (after its EXIF orientation)
 box-outside-image         error     a box more than 1 % of the image size outside it
 empty-box                 error     zero or negative width or height
 box-clipped               warning   a box at most 1 % outside the image: clipped to it
 missing-size              warning   no ``<size>`` in the xml: the decoded size is used
-converted-image           warning   PNG, greyscale, RGBA, CMYK, 16-bit, misnamed or EXIF-rotated: converted later
+converted-image           warning   PNG, greyscale, RGBA, CMYK, 16-bit, misnamed or EXIF-turned: converted later
 no-objects                info      an image without objects: kept as a negative example
 small-object              info      with ``input_size``: an object under 6 px at the model's input size
-========================  ========  ===========================================================================
+========================  ========  ============================================================================
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from pathlib import Path
 
 from spaghettinet.data.images import ImageInfo, inspect_image, inspect_image_for_record
 from spaghettinet.data.problems import ERROR, INFO, WARNING, Problem, ProblemError
-from spaghettinet.data.voc import ImageXmlPair, VocAnnotation, find_pairs, parse_voc_xml
+from spaghettinet.data.voc import IMAGE_EXTENSIONS, ImageXmlPair, VocAnnotation, find_pairs, parse_voc_xml
 
 CLIP_TOLERANCE = 0.01
 """Boxes at most this fraction of the image size outside it are clipped (labelling tools overshoot by a pixel)."""
@@ -98,8 +101,10 @@ def check_objects(
         hint = ""
         if (annotation.width, annotation.height) == image.raw_size:
             hint = (
-                f"; it matches the image before its EXIF orientation {image.orientation}: the boxes were drawn on "
-                "the unrotated image. Re-label it in a tool that applies EXIF orientation, or strip the tag"
+                f"; it matches the stored pixels before their EXIF orientation {image.orientation} "
+                f"({image.orientation_words} for display), so the boxes were drawn by a tool that ignores the tag "
+                "(labelImg before 2020). Boxes are read in the displayed view, as labelImg and photo viewers show "
+                "it: remove the tag (exiftool -Orientation= -n FILE) and the boxes fit"
             )
         problems.append(
             Problem(
@@ -343,8 +348,11 @@ class ValidationReport:
         return json.dumps(self.to_dict(), indent=2)
 
 
-def _pairing_problems(scan) -> list[Problem]:
-    problems = [
+def pairing_problems(scan) -> list[Problem]:
+    """The errors of a folder scan (:class:`~spaghettinet.data.voc.PairScan`): unreadable entries, images
+    without xml, xml without image, stems shared by several files. Each names its file."""
+    problems = [Problem(path, "unreadable-file", ERROR, reason) for path, reason in scan.unreadable]
+    problems += [
         Problem(path, "image-without-xml", ERROR, f"no annotation file {path.stem}.xml found for this image")
         for path in scan.images_without_xml
     ]
@@ -398,7 +406,7 @@ def validate(
         input_size = (input_size, input_size)
     scan = find_pairs(data_dir, annotations)
     checked, pair_problems = check_pairs(scan.pairs, full_decode=True, input_size=input_size, workers=workers)
-    problems = _pairing_problems(scan) + pair_problems
+    problems = pairing_problems(scan) + pair_problems
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     problems.sort(key=lambda p: (order[p.severity], str(p.file)))
     counts = Counter(obj.name for pair in checked for obj in pair.annotation.objects)
@@ -406,6 +414,7 @@ def validate(
         len(scan.pairs)
         + len(scan.images_without_xml)
         + sum(1 for paths in scan.duplicate_stems.values() for p in paths if p.suffix.lower() != ".xml")
+        + sum(1 for path, _ in scan.unreadable if path.suffix.lower() in IMAGE_EXTENSIONS)
     )
     return ValidationReport(
         data_dir=Path(data_dir),
@@ -426,5 +435,6 @@ __all__ = [
     "check_pair_for_record",
     "check_pairs",
     "image_problems",
+    "pairing_problems",
     "validate",
 ]

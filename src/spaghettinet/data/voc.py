@@ -10,6 +10,7 @@ Boxes here are in pixels, as written in the xml (``xmin, ymin, xmax, ymax``); th
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import xml.etree.ElementTree as ElementTree
@@ -25,6 +26,10 @@ from spaghettinet.errors import UsageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 """Image file extensions looked for (compared case-insensitively)."""
+
+MAX_XML_BYTES = 10 * 1024 * 1024
+"""Largest annotation file read. labelImg writes about 300 bytes per object (a few KB per photo), so 10 MiB is
+some 30 000 objects: a larger file is not an annotation, and reading it whole would only cost memory."""
 
 
 @dataclass(frozen=True)
@@ -86,46 +91,87 @@ class PairScan:
         xml_without_image: xml files whose stem has no image.
         duplicate_stems: stem -> all files sharing it (two images ``a/x.jpg`` and ``b/x.png``, or two xml files);
             such stems are ambiguous and are left out of ``pairs``.
+        unreadable: ``(path, reason)`` of every folder that could not be listed and every image or xml entry that
+            could not be looked at (a symlink loop, a broken link, no permission).
     """
 
     pairs: list[ImageXmlPair] = field(default_factory=list)
     images_without_xml: list[Path] = field(default_factory=list)
     xml_without_image: list[Path] = field(default_factory=list)
     duplicate_stems: dict[str, list[Path]] = field(default_factory=dict)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _files_by_stem(folder: Path, extensions: tuple[str, ...]) -> dict[str, list[Path]]:
+def _files_by_stem(
+    folder: Path, extensions: tuple[str, ...], unreadable: list[tuple[Path, str]]
+) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
-    for _, path, stem in sorted(_walk(str(folder), (), extensions)):
+    for _, path, stem in sorted(_walk(str(folder), (), extensions, unreadable)):
         found.setdefault(stem, []).append(Path(path))
     return found
 
 
-def _walk(folder: str, parts: tuple[str, ...], extensions: tuple[str, ...]) -> Iterator[tuple]:
+def _walk(
+    folder: str, parts: tuple[str, ...], extensions: tuple[str, ...], unreadable: list[tuple[Path, str]]
+) -> Iterator[tuple]:
     """``(sort key, path, stem)`` of the files under ``folder`` whose suffix is in ``extensions``.
 
     What ``Path.rglob("*")`` finds, filtered, in one ``os.scandir`` per folder: symlinked files count, symlinked
-    folders are not entered, unreadable folders are skipped. The sort key is the path's parts, the order of
-    ``sorted()`` over Paths.
+    folders are not entered. The sort key is the path's parts, the order of ``sorted()`` over Paths. Nothing is
+    dropped silently: a folder that cannot be listed, and an entry named like data that cannot be looked at (a
+    symlink to itself, a broken link, no permission), are appended to ``unreadable`` as ``(path, reason)``.
     """
     try:
         with os.scandir(folder) as entries:
             entries = list(entries)
-    except PermissionError:
+    except OSError as exc:
+        unreadable.append((Path(folder), f"cannot list this folder: {_reason(exc)}"))
         return
     for entry in entries:
         name = entry.name
         dot = name.rfind(".")
         # Path.suffix / Path.stem, and hidden files (".IMG_1.jpg.tmp", macOS "._IMG_1.jpg") are never data.
-        if (
-            0 < dot < len(name) - 1
-            and name[0] != "."
-            and name[dot:].lower() in extensions
-            and entry.is_file()
-        ):
-            yield (*parts, os.path.normcase(name)), entry.path, name[:dot]
-        elif entry.is_dir() and not entry.is_symlink():
-            yield from _walk(entry.path, (*parts, os.path.normcase(name)), extensions)
+        wanted = 0 < dot < len(name) - 1 and name[0] != "." and name[dot:].lower() in extensions
+        try:
+            # is_file() follows a symlink (a link to a photo counts); ELOOP (a link to itself) and EACCES raise.
+            if wanted and entry.is_file():
+                yield (*parts, os.path.normcase(name)), entry.path, name[:dot]
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                yield from _walk(entry.path, (*parts, os.path.normcase(name)), extensions, unreadable)
+                continue
+            if wanted and entry.is_symlink():
+                os.stat(entry.path)  # a dangling link: is_file() said False without saying why
+        except OSError as exc:
+            if wanted or exc.errno == errno.ELOOP:
+                unreadable.append((Path(entry.path), f"cannot be read: {_reason(exc)}"))
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link that loops (points to itself)"
+    if exc.errno == errno.ENOENT:
+        return "a broken symbolic link (its target does not exist)"
+    return exc.strerror or str(exc)
+
+
+def find_files(folder: str | Path, extensions: tuple[str, ...]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files under ``folder`` (subfolders searched) whose suffix is in ``extensions``, as :func:`find_pairs` sees them.
+
+    Args:
+        folder: the folder.
+        extensions: lower-case suffixes with their dot (``(".xml",)``).
+
+    Returns:
+        ``(files, unreadable)``: the files in path order, and ``(path, reason)`` for every entry that could not be
+        looked at (see :class:`PairScan`).
+
+    Example:
+        >>> files, unreadable = find_files("all_images_here", (".xml",))
+    """
+    unreadable: list[tuple[Path, str]] = []
+    files = [Path(path) for _, path, _ in sorted(_walk(str(folder), (), extensions, unreadable))]
+    return files, unreadable
 
 
 def find_pairs(data_dir: str | Path, annotations: str | Path | None = None) -> PairScan:
@@ -153,9 +199,18 @@ def find_pairs(data_dir: str | Path, annotations: str | Path | None = None) -> P
     xml_dir = data_dir if annotations is None else Path(annotations)
     if not xml_dir.is_dir():
         raise UsageError("annotation folder does not exist", xml_dir)
-    images = _files_by_stem(data_dir, IMAGE_EXTENSIONS)
-    xmls = _files_by_stem(xml_dir, (".xml",))
     scan = PairScan()
+    if xml_dir == data_dir:
+        # One walk for both (the labelImg layout), so that an unreadable entry is named once.
+        both = _files_by_stem(data_dir, (*IMAGE_EXTENSIONS, ".xml"), scan.unreadable)
+        images, xmls = {}, {}
+        for stem, paths in both.items():
+            for path in paths:
+                (xmls if path.suffix.lower() == ".xml" else images).setdefault(stem, []).append(path)
+    else:
+        images = _files_by_stem(data_dir, IMAGE_EXTENSIONS, scan.unreadable)
+        xmls = _files_by_stem(xml_dir, (".xml",), scan.unreadable)
+        scan.unreadable[:] = list(dict.fromkeys(scan.unreadable))
     for stem in sorted(set(images) | set(xmls)):
         image_paths = images.get(stem, [])
         xml_paths = xmls.get(stem, [])
@@ -219,14 +274,22 @@ def read_xml_root(path: str | Path) -> ElementTree.Element:
     """Read an xml file safely (defusedxml) and return its root element.
 
     Raises:
-        ProblemError (a DataError): the file cannot be read, is not well-formed xml, or uses entities / external references.
+        ProblemError (a DataError): the file cannot be read, is over :data:`MAX_XML_BYTES`, is not well-formed xml,
+            or uses entities / external references.
     """
     path = path if isinstance(path, Path) else Path(path)
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            data = handle.read(MAX_XML_BYTES + 1)
     except OSError as exc:
-        raise ProblemError("unreadable-file", f"cannot read the file: {exc.strerror or exc}", path) from None
+        raise ProblemError("unreadable-file", f"cannot read the file: {_reason(exc)}", path) from None
+    if len(data) > MAX_XML_BYTES:
+        raise ProblemError(
+            "xml-too-large",
+            f"refused: the xml file is over {MAX_XML_BYTES // (1024 * 1024)} MiB (a VOC annotation is a few KB); "
+            "is it the right file?",
+            path,
+        )
     if not data.strip():
         raise ProblemError("unparseable-xml", "the xml file is empty", path)
     # Always defusedxml, even for files without a DOCTYPE: a fast path around it saved about 28 us per file
