@@ -56,12 +56,13 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> Path:
     return Path(target)
 
 
-def read_user_text(path: str | Path, what: str) -> str:
+def read_user_text(path: str | Path, what: str, newline: str | None = None) -> str:
     """Read a text file the user gave us (BOM tolerated), or raise a DataError naming it and the reason.
 
     Args:
         path: the file.
         what: what the file is, for the message (``"label map"``, ``"label CSV"``).
+        newline: as :func:`open`; ``""`` keeps line endings as they are (what the :mod:`csv` module needs).
 
     Returns:
         The file's text.
@@ -73,7 +74,8 @@ def read_user_text(path: str | Path, what: str) -> str:
 
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline=newline) as handle:
+            return handle.read()
     except FileNotFoundError:
         raise DataError(f"{what} not found", path) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -834,8 +834,12 @@ def _check_arguments(settings: RunSettings, until: str | None, force: Sequence[s
     unknown = [name for name in ([until] if until else []) + list(force) if name not in STAGE_NAMES]
     if unknown:
         raise UsageError(f"unknown stage {', '.join(unknown)}; stages are {', '.join(STAGE_NAMES)}")
-    if settings.input_size < 32:
-        raise UsageError(f"--input-size must be at least 32, got {settings.input_size}")
+    from spaghettinet.pipeline_config.validate import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+
+    if not MIN_INPUT_SIZE <= settings.input_size <= MAX_INPUT_SIZE:
+        raise UsageError(
+            f"--input-size must be in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}], got {settings.input_size}"
+        )
     if settings.steps is not None and settings.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {settings.steps}")
     if settings.from_scratch and settings.fine_tune_from is not None:

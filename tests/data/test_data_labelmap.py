@@ -72,7 +72,10 @@ def test_hand_written_mistakes_are_clear_errors(tmp_path, text, words):
 
 @given(
     st.sets(
-        st.text(alphabet=st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1), min_size=1, max_size=8
+        # Control characters included: a name with a carriage return once wrote a map that could not be read.
+        st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=1),
+        min_size=1,
+        max_size=8,
     )
 )
 def test_written_maps_read_back_identical(names):
@@ -97,3 +100,45 @@ def test_labelmap_command_numbers_classes_in_sorted_order(tmp_path):
     assert read_label_map(tmp_path / "training" / "label_map.pbtxt") == written
     write_label_map(written, tmp_path / "again.pbtxt")
     assert (tmp_path / "again.pbtxt").read_text() == (tmp_path / "training" / "label_map.pbtxt").read_text()
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        r'item { name: "caf\303\251" id: 1 }',  # octal, as protobuf's C++ writer escapes non-ASCII bytes
+        r'item { name: "caf\xc3\xa9" id: 1 }',  # hex
+        r'item { name: "caf\u00e9" id: 1 }',  # unicode
+        r"item { name: 'caf\303\251' id: 1 }",
+        'item { name: "café" id: 1 }',
+    ],
+)
+def test_escaped_non_ascii_names_are_decoded(tmp_path, written):
+    path = tmp_path / "lm.pbtxt"
+    path.write_text(written, encoding="utf-8")
+    label_map = read_label_map(path)
+    assert label_map.names == ["café"] and label_map.id_of("café") == 1
+
+
+def test_name_with_a_carriage_return_reads_back(tmp_path):
+    written = LabelMap.from_names(["line\rbreak", "tab\tand\nnewline", "bell\x07", 'quote"s'])
+    write_label_map(written, tmp_path / "lm.pbtxt")
+    assert "\r" not in (tmp_path / "lm.pbtxt").read_bytes().decode("utf-8")
+    assert read_label_map(tmp_path / "lm.pbtxt") == written
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('item { name: "cat" id: 2147483648 }', "too large: label map ids are 32-bit"),
+        ('item { name: "cat" id: 99999999999999999999999 }', "too large"),
+        ("item { " * 5000 + "}" * 5000, "nested more than 100 deep"),
+        ('item { name: "caf\\q" id: 1 }', "unknown escape"),
+        ('item { name: "\\377" id: 1 }', "not valid UTF-8"),
+    ],
+)
+def test_hostile_label_maps_are_one_clear_error(tmp_path, capsys, text, words):
+    path = tmp_path / "lm.pbtxt"
+    path.write_text(text)
+    with pytest.raises(DataError) as caught:
+        read_label_map(path)
+    assert words in str(caught.value) and str(path) in str(caught.value)

@@ -4,6 +4,17 @@
 (the layout :func:`spaghettinet.data.split.split` writes, and the seed's ``images/``). Boxes are in pixels, as in the
 xml, clipped to the image when they overshoot by at most 1 %. The format has no row for an image without objects,
 so negatives are counted in the result but not written (``tfrecord --split-dir`` keeps them).
+
+What :func:`xml2csv` writes, :func:`read_label_csv` reads back exactly (tested with hostile names):
+
+* Fields are quoted as RFC 4180 says when they hold a comma, a quote, a carriage return or a line feed, and the
+  file is read with ``newline=""`` (as the :mod:`csv` module requires), so a name keeps its ``\r``; names are
+  never stripped, so a leading space survives.
+* A text field (file or class name) that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+  would run as a formula in a spreadsheet (OWASP, "CSV Injection"): it is written with a ``'`` in front, which
+  spreadsheets show as text, and a field that starts with ``'`` gets one more, so that reading drops exactly one
+  and the name comes back as it was.
+* File names must stay inside the image folder: an absolute path or a ``..`` part is refused with the line.
 """
 
 from __future__ import annotations
@@ -12,7 +23,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from spaghettinet.data.problems import ERROR, Problem
 from spaghettinet.data.validate import check_pairs, pairing_problems
@@ -58,18 +69,59 @@ def _number_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (OWASP "CSV Injection",
+# owasp.org/www-community/attacks/CSV_Injection); the quote itself is there so that the escape reads back exactly.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def spreadsheet_text(text: str) -> str:
+    """``text`` as a CSV cell a spreadsheet shows as text: a ``'`` in front when it could start a formula.
+
+    Example:
+        >>> spreadsheet_text("=1+1"), spreadsheet_text("cat"), spreadsheet_text("'quoted")
+        ("'=1+1", 'cat', "''quoted")
+    """
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def plain_text(cell: str) -> str:
+    """The text :func:`spreadsheet_text` was given (one leading ``'`` dropped).
+
+    Example:
+        >>> plain_text("'=1+1"), plain_text("cat")
+        ('=1+1', 'cat')
+    """
+    return cell[1:] if cell.startswith("'") else cell
+
+
 def annotations_to_csv_text(annotations: list[tuple[str, VocAnnotation]]) -> str:
-    """CSV text for ``(image file name, annotation)`` pairs, one row per object, in the given order."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    """CSV text for ``(image file name, annotation)`` pairs, one row per object, in the given order.
+
+    File and class names are written as :func:`spreadsheet_text`; :func:`read_label_csv` gives them back exactly.
+    """
+    lines = [",".join(CSV_COLUMNS)]
     for filename, annotation in annotations:
         for obj in annotation.objects:
-            writer.writerow(
-                [filename, annotation.width, annotation.height, obj.name]
-                + [_number_text(v) for v in (obj.xmin, obj.ymin, obj.xmax, obj.ymax)]
+            cells = [
+                _text_cell(filename),
+                str(annotation.width),
+                str(annotation.height),
+                _text_cell(obj.name),
+            ]
+            lines.append(
+                ",".join(cells + [_number_text(v) for v in (obj.xmin, obj.ymin, obj.xmax, obj.ymax)])
             )
-    return buffer.getvalue()
+    return "\n".join(lines) + "\n"
+
+
+def _text_cell(text: str) -> str:
+    """A text field as RFC 4180 writes it: quoted (quotes doubled) when it holds a comma, a quote, a carriage
+    return or a line feed. Python's csv.writer would leave a lone carriage return unquoted with "\\n" line ends, and
+    a reader would then split the row in two."""
+    text = spreadsheet_text(text)
+    if any(char in text for char in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def xml2csv(split_dir: str | Path) -> Xml2CsvResult:
@@ -116,6 +168,18 @@ def xml2csv(split_dir: str | Path) -> Xml2CsvResult:
     return Xml2CsvResult(files, problems)
 
 
+def _outside_reason(filename: str) -> str | None:
+    """Why ``filename`` may not be looked up in the image folder, or None: it must be a relative path inside it."""
+    if "\0" in filename:
+        return "the file name holds a NUL character"
+    pure = PurePosixPath(filename.replace("\\", "/"))
+    if pure.is_absolute() or PureWindowsPath(filename).drive:
+        return f"the file name {filename!r} is an absolute path; give names relative to --images"
+    if ".." in pure.parts:
+        return f"the file name {filename!r} climbs out of the image folder ('..'); give names relative to --images"
+    return None
+
+
 @dataclass(frozen=True)
 class CsvImage:
     """The rows of one image in a label CSV, as an annotation."""
@@ -131,44 +195,54 @@ def read_label_csv(path: str | Path) -> tuple[list[CsvImage], list[Problem]]:
         path: the CSV.
 
     Returns:
-        ``(images, problems)``: rows with a non-numeric coordinate or an empty class make their image an error
-        (listed in ``problems``, left out of ``images``).
+        ``(images, problems)``: rows with a non-numeric coordinate, an empty class or a file name outside the
+        image folder make their image an error (listed in ``problems``, naming the line; left out of ``images``).
+        File and class names are read exactly as written (see the module docstring).
 
     Raises:
         DataError: the file is missing, or lacks one of the columns.
     """
     path = Path(path)
-    text = read_user_text(path, "label CSV")
-    reader = csv.DictReader(io.StringIO(text))
+    # newline="": a carriage return inside a quoted name stays one (text mode would turn it into a line feed).
+    text = read_user_text(path, "label CSV", newline="")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise DataError(f"missing column(s) {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}", path)
     objects: dict[str, list[VocObject]] = {}
     sizes: dict[str, tuple[int, int]] = {}
-    bad: dict[str, str] = {}
-    for line, row in enumerate(reader, start=2):
-        filename = (row["filename"] or "").strip()
-        if not filename:
+    bad: dict[str, tuple[str, str]] = {}
+    for row in reader:
+        line = reader.line_num  # the row's last physical line: a quoted line break spans several
+        filename = plain_text(row["filename"] or "")
+        if not filename.strip():
             raise DataError(f"line {line}: empty filename", path)
         objects.setdefault(filename, [])
+        outside = _outside_reason(filename)
+        if outside:
+            bad.setdefault(filename, ("bad-filename", f"line {line}: {outside}"))
+            continue
         try:
             numbers = [float(row[c]) for c in ("width", "height", "xmin", "ymin", "xmax", "ymax")]
         except (TypeError, ValueError):
-            bad.setdefault(filename, f"line {line}: a size or coordinate is not a number")
+            bad.setdefault(filename, ("bad-coordinate", f"line {line}: a size or coordinate is not a number"))
             continue
         if not all(math.isfinite(v) for v in numbers):
-            bad.setdefault(filename, f"line {line}: a size or coordinate is NaN or infinite")
+            bad.setdefault(
+                filename, ("bad-coordinate", f"line {line}: a size or coordinate is NaN or infinite")
+            )
             continue
-        name = (row["class"] or "").strip()
-        if not name:
-            bad.setdefault(filename, f"line {line}: empty class name")
+        name = plain_text(row["class"] or "")
+        if not name.strip():
+            bad.setdefault(filename, ("empty-class-name", f"line {line}: empty class name"))
             continue
         sizes[filename] = (int(numbers[0]), int(numbers[1]))
         objects[filename].append(VocObject(name, *numbers[2:]))
     images, problems = [], []
     for filename, image_objects in objects.items():
         if filename in bad:
-            problems.append(Problem(path, "bad-coordinate", ERROR, f"{filename}: {bad[filename]}"))
+            kind, reason = bad[filename]
+            problems.append(Problem(path, kind, ERROR, f"{filename!r}: {reason}"))
             continue
         width, height = sizes[filename]
         images.append(

@@ -3,8 +3,14 @@
 Written as ``item { name: "x" id: 1 }`` with ids 1..N in sorted name order (0 is the background, spec §5.2).
 Read leniently, as the OD API's text-format parser does: the seed's hand-written style (``item{ name:"frodo" id:1 }``),
 single or double quotes, ``#`` comments, ``display_name``, and the other optional fields (``keypoints { ... }``,
-``ancestor_ids``, ``frequency``...) which are skipped. Checked as ``_validate_label_map`` does: ids ≥ 0, id 0 only
-for ``background``; duplicate names or ids are errors here (the OD API silently keeps the first).
+``ancestor_ids``, ``frequency``...) which are skipped. The text is parsed by the same parser as ``pipeline.config``
+(:mod:`spaghettinet.pipeline_config.textformat`): C escapes in strings, octal and hex ones included, as protobuf's
+own writers emit them for non-ASCII names (``"caf\\303\\251"`` is ``café``), and a bound on nesting. Names are
+written with the same escapes, so a name holding a line break or a carriage return reads back as it was.
+
+Checked as ``_validate_label_map`` does: ids ≥ 0, id 0 only for ``background``; duplicate names or ids are errors
+here (the OD API silently keeps the first); an id must fit the proto's ``int32`` (``string_int_label_map.proto``:
+``optional int32 id = 2``), where a larger one would be cut when written into a TFRecord.
 """
 
 from __future__ import annotations
@@ -83,135 +89,56 @@ class LabelMap:
         raise DataError(f"id {class_id} is not in the label map (ids: {list(self.ids)})")
 
     def to_text(self) -> str:
-        """The map in the OD API's text format."""
+        """The map in the OD API's text format (names escaped as protobuf's text format does)."""
+        # Imported here: the tfrecord writer's worker processes import this module and never write a map.
+        from spaghettinet.pipeline_config.textformat import quote_text
+
         blocks = []
         for class_id, name, display in zip(self.ids, self.names_by_id, self.display_names, strict=True):
-            lines = [f"  name: {_quote(name)}", f"  id: {class_id}"]
+            lines = [f"  name: {quote_text(name)}", f"  id: {class_id}"]
             if display != name:
-                lines.append(f"  display_name: {_quote(display)}")
+                lines.append(f"  display_name: {quote_text(display)}")
             blocks.append("item {\n" + "\n".join(lines) + "\n}\n")
         return "".join(blocks)
 
 
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-# Protobuf text format tokens: strings, braces, colons, identifiers/numbers; '#' starts a comment.
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<comment>\#[^\n]*)
-      | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
-      | (?P<punct>[{}:;,<>\[\]])
-      | (?P<word>[A-Za-z0-9_.+\-]+)
-    )""",
-    re.VERBOSE,
-)
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\"}
-
-
-def _tokens(text: str, path: Path) -> list[tuple[str, str, int]]:
-    tokens = []
-    position = 0
-    text = text.rstrip()
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            line = text.count("\n", 0, position) + 1
-            raise DataError(f"line {line}: cannot read {text[position : position + 20].strip()!r}", path)
-        line = text.count("\n", 0, match.start(match.lastgroup)) + 1
-        position = match.end()
-        if match.lastgroup == "comment":
-            continue
-        tokens.append((match.lastgroup, match.group(match.lastgroup), line))
-    return tokens
-
-
-def _unquote(token: str) -> str:
-    body = token[1:-1]
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
-
-
-class _Parser:
-    def __init__(self, tokens: list[tuple[str, str, int]], path: Path):
-        self.tokens = tokens
-        self.index = 0
-        self.path = path
-
-    def peek(self) -> tuple[str, str, int] | None:
-        return self.tokens[self.index] if self.index < len(self.tokens) else None
-
-    def take(self) -> tuple[str, str, int]:
-        token = self.peek()
-        if token is None:
-            raise DataError("unexpected end of file (a '}' is missing?)", self.path)
-        self.index += 1
-        return token
-
-    def fail(self, token: tuple[str, str, int], expected: str):
-        raise DataError(f"line {token[2]}: expected {expected}, found {token[1]!r}", self.path)
-
-    def message(self, closing: str | None) -> list[tuple[str, object, int]]:
-        """Fields of a message until ``closing`` (None: end of file). Values: scalar tokens or nested lists."""
-        fields = []
-        while True:
-            token = self.peek()
-            if token is None:
-                if closing is not None:
-                    raise DataError(f"unexpected end of file: '{closing}' is missing", self.path)
-                return fields
-            if token[0] == "punct" and token[1] == closing:
-                self.index += 1
-                return fields
-            if token[0] == "punct" and token[1] in ";,":
-                self.index += 1
-                continue
-            name = self.take()
-            if name[0] != "word":
-                self.fail(name, "a field name")
-            after = self.take()
-            if after[0] == "punct" and after[1] == ":":
-                after = self.take()
-            if after[0] == "punct" and after[1] in "{<":
-                fields.append((name[1], self.message("}" if after[1] == "{" else ">"), name[2]))
-            elif after[0] == "punct" and after[1] == "[":
-                while True:  # repeated scalar list: ancestor_ids: [1, 2]
-                    value = self.take()
-                    if value[0] == "punct" and value[1] == "]":
-                        break
-                    if value[0] == "punct" and value[1] == ",":
-                        continue
-                    fields.append((name[1], value, name[2]))
-            elif after[0] in ("string", "word"):
-                fields.append((name[1], after, name[2]))
-            else:
-                self.fail(after, f"a value for {name[1]!r}")
+MAX_LABEL_ID = 2**31 - 1
+"""Largest id a label map can hold: ``StringIntLabelMapItem.id`` is an ``int32``."""
 
 
 def parse_label_map_text(text: str, path: str | Path = "<label map>") -> LabelMap:
     """Parse label map text (see :func:`read_label_map`)."""
+    from spaghettinet.pipeline_config.textformat import Message, Scalar, parse_text
+
     path = Path(path)
-    tokens = _tokens(text, path)
-    fields = _Parser(tokens, path).message(None)
+    try:
+        tree = parse_text(text, source=str(path))
+    except DataError as exc:
+        # The parser's message starts with "<path>:<line>:<column>:"; here: "<path>: line <line>, column <column>:".
+        where = re.match(rf"{re.escape(str(path))}:(\d+):(\d+): ", exc.message)
+        message = exc.message[where.end() :] if where else exc.message
+        prefix = f"line {where[1]}, column {where[2]}: " if where else ""
+        raise DataError(prefix + message, path) from None
     ids, names, displays = [], [], []
     seen_names: dict[str, int] = {}
     seen_ids: dict[int, int] = {}
-    for field_name, value, line in fields:
-        if field_name != "item":
+    for entry in tree.fields:
+        line = entry.line
+        if entry.name != "item":
             raise DataError(
-                f"line {line}: unexpected field {field_name!r} (a label map holds only 'item' blocks)", path
+                f"line {line}: unexpected field {entry.name!r} (a label map holds only 'item' blocks)", path
             )
-        if not isinstance(value, list):
+        if not isinstance(entry.value, Message):
             raise DataError(f"line {line}: 'item' must be a block: item {{ name: \"x\" id: 1 }}", path)
-        item = {}
-        for key, item_value, _ in value:
-            if key in ("name", "id", "display_name") and isinstance(item_value, tuple):
-                kind, text, _ = item_value
-                item[key] = _unquote(text) if kind == "string" else text
+        item: dict[str, str] = {}
+        for key in ("name", "id", "display_name"):
+            found = entry.value.first(key)
+            if found is not None and isinstance(found.value, Scalar):
+                item[key] = found.value.text
         if "id" not in item:
             raise DataError(f"line {line}: item without an id", path)
         try:
-            class_id = int(item["id"])
+            class_id = int(item["id"], 0) if item["id"].lower().startswith(("0x", "-0x")) else int(item["id"])
         except ValueError:
             raise DataError(f"line {line}: id {item['id']!r} is not an integer", path) from None
         name = item.get("name")
@@ -222,6 +149,12 @@ def parse_label_map_text(text: str, path: str | Path = "<label map>") -> LabelMa
             raise DataError(f"line {line}: item with id {class_id} has no name", path)
         if class_id < 0:
             raise DataError(f"line {line}: id {class_id} is negative; ids start at 1", path)
+        if class_id > MAX_LABEL_ID:
+            raise DataError(
+                f"line {line}: id {class_id} is too large: label map ids are 32-bit (at most {MAX_LABEL_ID}, "
+                "string_int_label_map.proto); number the classes 1, 2, 3...",
+                path,
+            )
         if class_id == 0:
             if BACKGROUND not in (name, display):
                 raise DataError(

@@ -44,6 +44,9 @@ T = TypeVar("T")
 SPAGHETTINET_FEATURE_EXTRACTOR = "ssd_spaghettinet"
 
 _TRUE = ("true", "True", "t", "1")
+# Every integer field of the TF OD API's protos is an int32 or a uint32.
+INT32_MIN = -(2**31)
+UINT32_MAX = 2**32 - 1
 _FALSE = ("false", "False", "f", "0")
 
 
@@ -146,37 +149,53 @@ class _TreeReader:
 
     # Converters: each gets the scalar and the field path for its error message.
     def to_int(self, item: Scalar, path: str) -> int:
+        """A whole number that fits the 32 bits every integer field of the OD API's protos has (int32 or uint32):
+        protobuf's own parser refuses a larger one, and a step count of 1e30 cannot work."""
         text = item.text.rstrip("uUlL")
         try:
             if item.kind == "number" and text.lower().lstrip("+-").startswith("0x"):
-                return int(text, 16)
-            if item.kind == "number" and "." not in text and "e" not in text.lower():
-                return int(text)
-            as_float = float(text)
+                value = int(text, 16)
+            elif item.kind == "number" and "." not in text and "e" not in text.lower():
+                value = int(text)
+            else:
+                as_float = float(text)
+                if not (item.kind == "number" and math.isfinite(as_float) and as_float == int(as_float)):
+                    raise ValueError(text)
+                value = int(as_float)
         except ValueError:
             raise self.fail(item, path, f"expects a whole number, got {item.text!r}") from None
-        if item.kind == "number" and math.isfinite(as_float) and as_float == int(as_float):
-            return int(as_float)
-        raise self.fail(item, path, f"expects a whole number, got {item.text!r}")
+        if not INT32_MIN <= value <= UINT32_MAX:
+            raise self.fail(
+                item,
+                path,
+                f"is out of range: {item.text} does not fit the 32-bit field the TF OD API reads it into",
+            )
+        return value
 
     def to_float(self, item: Scalar, path: str) -> float:
+        """A finite number: ``inf``, ``-inf``, ``+infinity`` and ``nan`` are read alike, then refused (no setting
+        of a pipeline.config works with them: a learning rate of nan trains nothing)."""
         text = item.text
-        if item.kind == "number" and text[-1:] in "fF" and not text.lower().lstrip("+-").startswith("0x"):
+        word = text.lower().lstrip("+-")
+        is_hex = word.startswith("0x")
+        # The float suffix of protobuf's text format ("1.5f"), but not the f of "inf".
+        if item.kind == "number" and text[-1:] in "fF" and not is_hex and word not in ("inf", "infinity"):
             text = text[:-1]
+        value = None
         try:
-            if item.kind == "number" and text.lower().lstrip("+-").startswith("0x"):
-                return float(int(text, 16))
-            if item.kind in ("number", "identifier") and text.lower().lstrip("+-") in (
-                "inf",
-                "infinity",
-                "nan",
-            ):
-                return float(text)
-            if item.kind == "number":
-                return float(text)
+            if item.kind == "number" and is_hex:
+                value = float(int(text, 16))
+            elif item.kind in ("number", "identifier") and word in ("inf", "infinity", "nan"):
+                value = float(text)
+            elif item.kind == "number":
+                value = float(text)
         except ValueError:
             pass
-        raise self.fail(item, path, f"expects a number, got {item.text!r}")
+        if value is None:
+            raise self.fail(item, path, f"expects a number, got {item.text!r}")
+        if not math.isfinite(value):
+            raise self.fail(item, path, f"must be a finite number, got {item.text}")
+        return value
 
     def to_bool(self, item: Scalar, path: str) -> bool:
         if item.kind != "string" and item.text in _TRUE:

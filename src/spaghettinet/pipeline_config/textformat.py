@@ -7,9 +7,14 @@ use instead of failing on them.
 
 Supported syntax (what text-format files in the wild use): ``# comments``; ``name: value``; nested messages as
 ``name { ... }``, ``name: { ... }`` or with ``< ... >``; repeated fields written several times or as a list
-``name: [1, 2]``; optional ``,`` / ``;`` after a field; single- or double-quoted strings with C escapes and
-adjacent-string concatenation; integers, hex integers, floats with exponents (``1e-8``), ``inf`` / ``nan``;
-identifiers for enums and booleans (``SIGMOID``, ``true``).
+``name: [1, 2]``; optional ``,`` / ``;`` after a field; single- or double-quoted strings with C escapes (octal
+``\\303``, hex ``\\xc3``, ``\\u00e9`` and ``\\U0001f600``, as protobuf's writers emit for non-ASCII text) and
+adjacent-string concatenation; integers, hex integers, floats with exponents (``1e-8``), ``inf`` / ``nan`` with or
+without a sign; identifiers for enums and booleans (``SIGMOID``, ``true``).
+
+Hostile text ends in a :class:`~spaghettinet.errors.DataError` with the line and column, never another exception:
+nesting deeper than :data:`MAX_NESTING` is refused, as protobuf's own parser refuses it (its default recursion
+limit, ``CodedInputStream::default_recursion_limit_`` in protobuf's ``src/google/protobuf/io/coded_stream.cc``).
 
 Example:
     >>> tree = parse_text('ssd { num_classes: 3  # three\\n  name: "a\\\\tb" }', source="x.config")
@@ -26,6 +31,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from spaghettinet.errors import DataError
+
+MAX_NESTING = 100
+"""Deepest nesting of ``{ }`` blocks read (a pipeline.config nests about 8 deep; protobuf's parsers stop at 100)."""
 
 _TOKEN = re.compile(
     r"""
@@ -172,6 +180,16 @@ def _unescape(body: str, where: str) -> str:
             assert digits is not None
             out.append(int(digits.group(), 8) & 0xFF)
             i += len(digits.group())
+        elif esc in "uU":
+            size = 4 if esc == "u" else 8
+            digits = re.match(rf"[0-9a-fA-F]{{{size}}}", body[i + 1 :])
+            code = int(digits.group(), 16) if digits else -1
+            if not 0 <= code <= 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                raise DataError(
+                    f"{where}: '\\{esc}' in a string must be followed by {size} hex digits of a character"
+                )
+            out += chr(code).encode("utf-8")
+            i += 1 + size
         else:
             raise DataError(f"{where}: unknown escape '\\{esc}' in a string")
     try:
@@ -180,7 +198,16 @@ def _unescape(body: str, where: str) -> str:
         raise DataError(f"{where}: string is not valid UTF-8 after unescaping ({exc.reason})") from None
 
 
-def _escape(text: str) -> str:
+def quote_text(text: str) -> str:
+    """``text`` as a double-quoted text-format string that :func:`parse_text` reads back exactly.
+
+    Backslash, double quote, line feed, tab and carriage return get their C escapes, other control characters an
+    octal one; everything else is written as UTF-8, as protobuf's ``as_utf8`` writers do.
+
+    Example:
+        >>> quote_text('a"b\\rc')
+        '"a\\\\"b\\\\rc"'
+    """
     out = []
     for char in text:
         if char == "\\":
@@ -246,7 +273,12 @@ class _Parser:
     def _describe(token: _Token | None) -> str:
         return "the end of the file" if token is None else repr(token.text)
 
-    def parse_body(self, closer: str | None, opener: _Token | None) -> Message:
+    def parse_body(self, closer: str | None, opener: _Token | None, depth: int = 0) -> Message:
+        if depth > MAX_NESTING:
+            raise DataError(
+                f"{self._where(opener)}: blocks nested more than {MAX_NESTING} deep; no pipeline.config or label "
+                "map nests like this (is it the right file?)"
+            )
         message = Message(line=opener.line if opener else 0, column=opener.column if opener else 0)
         while True:
             token = self._peek()
@@ -254,7 +286,7 @@ class _Parser:
                 if closer is None:
                     return message
                 raise DataError(
-                    f"{self._where(opener)}: '{opener.text}' opened here is never closed with '{closer}'"
+                    f"{self._where(opener)}: '{opener.text}' opened here is never closed: '{closer}' is missing"
                 )
             if token.kind == "punct" and token.text == closer:
                 self._next()
@@ -263,19 +295,19 @@ class _Parser:
                 expected = "a field name" + (f" or '{closer}'" if closer else "")
                 raise DataError(f"{self._where(token)}: expected {expected}, found {self._describe(token)}")
             self._next()
-            self.parse_field(message, token)
+            self.parse_field(message, token, depth)
             separator = self._peek()
             if separator is not None and separator.kind == "punct" and separator.text in ",;":
                 self._next()
 
-    def parse_field(self, message: Message, name: _Token) -> None:
+    def parse_field(self, message: Message, name: _Token, depth: int) -> None:
         token = self._next()
         has_colon = token is not None and token.text == ":" and token.kind == "punct"
         if has_colon:
             token = self._next()
         if token is not None and token.kind == "punct" and token.text in "{<":
             closer = "}" if token.text == "{" else ">"
-            body = self.parse_body(closer, token)
+            body = self.parse_body(closer, token, depth + 1)
             message.fields.append(Field(name.text, body, name.line, name.column))
             return
         if not has_colon:
@@ -284,20 +316,20 @@ class _Parser:
                 f"found {self._describe(token)}"
             )
         if token is not None and token.kind == "punct" and token.text == "[":
-            self.parse_list(message, name, token)
+            self.parse_list(message, name, token, depth)
             return
         message.fields.append(Field(name.text, self.parse_scalar(token, name), name.line, name.column))
 
-    def parse_list(self, message: Message, name: _Token, opener: _Token) -> None:
+    def parse_list(self, message: Message, name: _Token, opener: _Token, depth: int) -> None:
         first = True
         while True:
             token = self._next()
             if token is None:
-                raise DataError(f"{self._where(opener)}: '[' opened here is never closed with ']'")
+                raise DataError(f"{self._where(opener)}: '[' opened here is never closed: ']' is missing")
             if token.kind == "punct" and token.text == "]" and first:
                 return
             if token.kind == "punct" and token.text in "{<":
-                body = self.parse_body("}" if token.text == "{" else ">", token)
+                body = self.parse_body("}" if token.text == "{" else ">", token, depth + 1)
                 message.fields.append(Field(name.text, body, token.line, token.column))
             else:
                 message.fields.append(
@@ -381,7 +413,7 @@ def format_message(message: Message, indent: int = 0) -> str:
             else:
                 lines.append(f"{pad}{entry.name} {{\n{pad}}}")
         elif entry.value.kind == "string":
-            lines.append(f"{pad}{entry.name}: {_escape(entry.value.text)}")
+            lines.append(f"{pad}{entry.name}: {quote_text(entry.value.text)}")
         else:
             lines.append(f"{pad}{entry.name}: {entry.value.text}")
     return "".join(line + "\n" for line in lines)

@@ -19,6 +19,9 @@ FINE_TUNE_CHECKPOINT_TYPES = ("detection", "classification", "full")
 SPAGHETTINET_NUM_LAYERS = 5
 # Below this the last feature map would be smaller than 1x1 after the stride-64+ levels (spec §1.6).
 MIN_INPUT_SIZE = 32
+# Above this a model cannot be trained or shipped: 4096² is 164x the pixels of the reference 320², so one image's
+# activations in training take gigabytes and an Edge TPU model's would not fit the chip's few MB of memory.
+MAX_INPUT_SIZE = 4096
 
 
 def validate_config(
@@ -58,10 +61,10 @@ def validate_config(
         )
     height, width = model.input_size
     for name, value in (("height", height), ("width", width)):
-        if value < MIN_INPUT_SIZE:
+        if not MIN_INPUT_SIZE <= value <= MAX_INPUT_SIZE:
             fail(
                 f"{ssd}image_resizer.fixed_shape_resizer.{name}",
-                f"must be at least {MIN_INPUT_SIZE}, got {value}",
+                f"must be in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}] pixels, got {value}",
             )
     matcher = ssd + "matcher.argmax_matcher."
     nms = ssd + "post_processing.batch_non_max_suppression."
