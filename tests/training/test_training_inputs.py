@@ -211,8 +211,8 @@ def test_decoded_size_decides_the_cache(records, anchors, monkeypatch):
     decisions = []
     original = inputs.decoded_size_bytes
 
-    def _spy(files):
-        decisions.append(original(files))
+    def _spy(files, check=None):
+        decisions.append(original(files, check))
         return decisions[-1]
 
     monkeypatch.setattr(inputs, "decoded_size_bytes", _spy)

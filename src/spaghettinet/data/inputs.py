@@ -17,12 +17,20 @@ Evaluation (:func:`eval_dataset`): the same decode/resize/scale without augmenta
 boxes, classes, difficult flags, file name, source id and original size for COCO evaluation.
 
 Images without objects are kept: they train as negatives (all anchors background).
+
+Records that cannot be used (not a ``tf.train.Example``, an image that does not decode, box lists of different
+lengths, a NaN coordinate, a label outside the config's classes) are found before training by
+:func:`check_records`, each named with its file, number and reason, and left out of both pipelines; a file with a
+bad checksum or cut short is a :class:`~spaghettinet.errors.DataError` naming it. Without this, one such record
+stopped training hours in with a raw ``InvalidArgumentError`` from tf.data.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +83,185 @@ def record_files(config, split: str = "train") -> list[str]:
     return [
         str(path) for path in list_record_files([str(config.resolve_path(p)) for p in reader.input_paths])
     ]
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """One record left out of training or evaluation.
+
+    Args:
+        file: the TFRecord file.
+        number: the record's 1-based position in that file.
+        reason: why it cannot be used.
+    """
+
+    file: str
+    number: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: record {self.number}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """What :func:`check_records` found: how many records the files hold and which ones are left out.
+
+    Args:
+        files: the record files, in reading order.
+        counts: records per file.
+        bad: the records that cannot be used, in file order.
+    """
+
+    files: tuple[str, ...]
+    counts: tuple[int, ...]
+    bad: tuple[BadRecord, ...] = field(default_factory=tuple)
+
+    @property
+    def total(self) -> int:
+        """Records in all files."""
+        return sum(self.counts)
+
+    @property
+    def usable(self) -> int:
+        """Records that will be read."""
+        return self.total - len(self.bad)
+
+    def skipped_mask(self) -> np.ndarray:
+        """bool ``[total]``: True at the position (in the files read one after the other) of each bad record."""
+        mask = np.zeros(self.total, bool)
+        starts = dict(zip(self.files, np.cumsum((0,) + self.counts[:-1]), strict=True))
+        for record in self.bad:
+            mask[starts[record.file] + record.number - 1] = True
+        return mask
+
+    def messages(self, what: str = "training", most: int = 20) -> list[str]:
+        """Lines for the user: the count, then each bad record (the first ``most``); empty when all are usable.
+
+        Example:
+            >>> RecordCheck(("a.record",), (3,), (BadRecord("a.record", 2, "image does not decode"),)).messages()
+            ['skipped 1 of 3 training records that cannot be used:', '  a.record: record 2: image does not decode']
+        """
+        if not self.bad:
+            return []
+        lines = [f"skipped {len(self.bad)} of {self.total} {what} records that cannot be used:"]
+        lines += [f"  {record}" for record in self.bad[:most]]
+        if len(self.bad) > most:
+            lines.append(f"  ... and {len(self.bad) - most} more")
+        return lines
+
+
+def _usable_record(num_classes: int | None):
+    """A tf.data map function that raises for a record training cannot use (caught by ``ignore_errors``)."""
+
+    def usable(position, serialized):
+        example = _parse(
+            serialized
+        )  # raises for a non-Example, an undecodable image, box lists of other lengths
+        boxes, classes = example["boxes"], example["classes"]
+        checks = [
+            tf.debugging.assert_equal(tf.shape(boxes)[0], tf.shape(classes)[0]),
+            tf.debugging.assert_all_finite(boxes, "box coordinate"),
+            tf.debugging.assert_positive(tf.size(example["image"])),
+        ]
+        if num_classes is not None:
+            checks += [
+                tf.debugging.assert_greater_equal(classes, 1),
+                tf.debugging.assert_less_equal(classes, num_classes),
+            ]
+        with tf.control_dependencies(checks):
+            return tf.identity(position)
+
+    return usable
+
+
+def _why_unusable(record: bytes, num_classes: int | None) -> str:
+    """The reason a record failed :func:`_usable_record`, in words (eager, for the few records that fail)."""
+    from google.protobuf.message import DecodeError
+
+    from spaghettinet.data.tfrecord import example_problem
+
+    try:
+        proto = tf.train.Example.FromString(record)
+    except DecodeError:
+        return "not a tf.train.Example (the record does not parse)"
+    problem = example_problem(proto, num_classes)
+    if problem is not None:
+        return problem
+    try:
+        _parse(tf.constant(record))
+    except (tf.errors.InvalidArgumentError, ValueError, UnicodeDecodeError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+        return f"cannot be read: {first}"
+    return "cannot be read (a value of an unexpected type)"
+
+
+def check_records(files: Sequence[str | Path], num_classes: int | None = None) -> RecordCheck:
+    """Find the records of ``files`` that training cannot use, before training starts.
+
+    Every record is parsed and its image decoded once, in a parallel tf.data pass; the few that fail are looked
+    at again one by one to say why. Checksums are verified (:func:`spaghettinet.data.tfrecord.count_records`).
+
+    Args:
+        files: TFRecord paths, in the order the pipelines read them.
+        num_classes: the config's number of classes (labels outside 1..num_classes are unusable).
+
+    Returns:
+        A :class:`RecordCheck`.
+
+    Raises:
+        DataError: a file is missing, truncated or corrupt, or not one record in all the files is usable (each
+            bad record listed).
+
+    Example:
+        >>> check = check_records(["train.record"], num_classes=4)  # doctest: +SKIP
+        >>> check.usable, [str(record) for record in check.bad]  # doctest: +SKIP
+        (118, ['train.record: record 7: cannot be read: Invalid JPEG data or crop window'])
+    """
+    from spaghettinet.data.tfrecord import count_records
+
+    files = tuple(str(f) for f in files)
+    counts, bad = [], []
+    for file in files:
+        count = count_records(file)
+        counts.append(count)
+        checked = (
+            tf.data.TFRecordDataset(file)
+            .enumerate()
+            .map(_usable_record(num_classes), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+            .ignore_errors()
+        )
+        good = {int(position) for position in checked.as_numpy_iterator()}
+        if len(good) == count:
+            continue
+        for position, record in enumerate(tf.data.TFRecordDataset(file).as_numpy_iterator()):
+            if position not in good:
+                bad.append(BadRecord(file, position + 1, _why_unusable(record, num_classes)))
+    check = RecordCheck(files, tuple(counts), tuple(bad))
+    if check.total and not check.usable:
+        raise DataError("no record can be used:\n" + "\n".join(check.messages()[1:]))
+    return check
+
+
+def _usable_records(files: Sequence[str], check: RecordCheck | None):
+    """The serialized records of ``files`` in order, without those ``check`` found unusable."""
+    records = tf.data.TFRecordDataset(list(files))
+    if check is None or not check.bad:
+        return records
+    skipped = tf.constant(check.skipped_mask())
+    return (
+        records.enumerate()
+        .filter(lambda position, _: tf.logical_not(tf.gather(skipped, position)))
+        .map(lambda _, serialized: serialized)
+    )
+
+
+def _report_skipped(check: RecordCheck, what: str) -> None:
+    # The training loop prints check.messages() when it runs check_records itself and passes the result in; a
+    # caller that does not still sees the skipped records, through the logging module's last-resort handler.
+    for line in check.messages(what):
+        logging.getLogger("spaghettinet").warning(line)
 
 
 def augment_options(config) -> tuple:
@@ -131,7 +318,7 @@ def decoded_cache_budget() -> int:
     return int(min(CACHE_MEMORY_SHARE * available, CACHE_MAX_BYTES))
 
 
-def decoded_size_bytes(files: Sequence[str | Path]) -> int:
+def decoded_size_bytes(files: Sequence[str | Path], check: RecordCheck | None = None) -> int:
     """Estimated bytes of all images of ``files`` once decoded to uint8 RGB (``height * width * 3`` each).
 
     Reads the records' ``image/height`` and ``image/width`` (no image is decoded); a record without them counts
@@ -139,6 +326,7 @@ def decoded_size_bytes(files: Sequence[str | Path]) -> int:
 
     Args:
         files: TFRecord paths.
+        check: their :class:`RecordCheck`; the records it found unusable are left out.
 
     Returns:
         The estimate in bytes.
@@ -159,7 +347,7 @@ def decoded_size_bytes(files: Sequence[str | Path]) -> int:
         encoded = tf.cast(tf.strings.length(parsed["image/encoded"]), tf.int64)
         return tf.where(pixels > 0, pixels * 3, encoded * _DECODED_PER_ENCODED_BYTE)
 
-    sizes = tf.data.TFRecordDataset([str(f) for f in files]).map(_size, num_parallel_calls=tf.data.AUTOTUNE)
+    sizes = _usable_records([str(f) for f in files], check).map(_size, num_parallel_calls=tf.data.AUTOTUNE)
     return int(sizes.reduce(np.int64(0), lambda total, size: total + size))
 
 
@@ -207,6 +395,7 @@ def train_dataset(
     files: Sequence[str] | None = None,
     options: AugmentOptions | Sequence | None = None,
     cache_images: bool | None = None,
+    record_check: RecordCheck | None = None,
 ):
     """The endless, shuffled, augmented training stream, batched with SSD targets.
 
@@ -223,6 +412,8 @@ def train_dataset(
         cache_images: keep decoded images in memory (True), decode every time (False), or decide by size (None:
             cache when :func:`decoded_size_bytes` is within :func:`decoded_cache_budget`). The stream is the same
             either way.
+        record_check: :func:`check_records` of ``files``, when the caller ran it (to print its messages); else
+            it is run here and any skipped record is logged as a warning. Unusable records are left out.
 
     Returns:
         ``tf.data.Dataset`` of dicts with ``images`` float32 ``[B, H, W, 3]`` in [-1, 1], ``cls_targets``
@@ -273,9 +464,12 @@ def train_dataset(
             "num_boxes": tf.minimum(tf.shape(classes)[0], max_boxes),
         }
 
+    if record_check is None:
+        record_check = check_records(files, num_classes)
+        _report_skipped(record_check, "training")
     if cache_images is None:
-        cache_images = decoded_size_bytes(files) <= decoded_cache_budget()
-    records = tf.data.TFRecordDataset(files)
+        cache_images = decoded_size_bytes(files, record_check) <= decoded_cache_budget()
+    records = _usable_records(files, record_check)
     if cache_images:
         # Decoded once: the first pass fills the cache, later epochs read memory.
         records = records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
@@ -289,13 +483,17 @@ def train_dataset(
     return stream.with_options(_stream_options())
 
 
-def eval_dataset(config, batch_size: int = 1, files: Sequence[str] | None = None):
+def eval_dataset(
+    config, batch_size: int = 1, files: Sequence[str] | None = None, record_check: RecordCheck | None = None
+):
     """One pass over the evaluation records, resized and scaled, with the ground truth kept.
 
     Args:
         config: a ``PipelineConfig``.
         batch_size: images per batch (the last batch may be smaller).
         files: record files to read instead of the config's eval input paths.
+        record_check: as for :func:`train_dataset` (unusable records are left out, and logged when it is run
+            here).
 
     Returns:
         ``tf.data.Dataset`` of dicts with ``images`` float32 ``[B, H, W, 3]``, ``gt_boxes`` ``[B, M, 4]`` yxyx
@@ -327,7 +525,10 @@ def eval_dataset(config, batch_size: int = 1, files: Sequence[str] | None = None
             "width": tf.cast(example["width"], tf.int32),
         }
 
-    stream = tf.data.TFRecordDataset(files).map(
+    if record_check is None:
+        record_check = check_records(files, int(config.model.num_classes))
+        _report_skipped(record_check, "evaluation")
+    stream = _usable_records(files, record_check).map(
         _example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
     stream = stream.padded_batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 from spaghettinet.data.csv_labels import read_label_csv
 from spaghettinet.data.images import encoded_rgb_jpeg, inspect_image_for_record
-from spaghettinet.data.labelmap import LabelMap, read_label_map
+from spaghettinet.data.labelmap import MAX_LABEL_ID, LabelMap, read_label_map
 from spaghettinet.data.problems import ERROR, Problem, ProblemError
 from spaghettinet.data.validate import check_objects, check_pair_for_record, image_problems, pairing_problems
 from spaghettinet.data.voc import ImageXmlPair, VocAnnotation, find_pairs
@@ -235,9 +235,16 @@ def _example_bytes(
 
 
 def _label_ids(label_map: LabelMap) -> dict[str, int]:
-    """Class name -> id, as :meth:`LabelMap.id_of` answers for the names in the map (the first id of a name)."""
+    """Class name -> id, as :meth:`LabelMap.id_of` answers for the names in the map (the first id of a name).
+
+    Raises:
+        DataError: an id outside 1..2**31-1 (a map built in Python can hold one a label map file cannot): the
+            int64 list of a record would cut it to another number without a word.
+    """
     ids: dict[str, int] = {}
     for class_id, name in zip(label_map.ids, label_map.names_by_id, strict=True):
+        if not 1 <= class_id <= MAX_LABEL_ID:
+            raise DataError(f"label map id {class_id} of class {name!r} is outside 1..{MAX_LABEL_ID}")
         ids.setdefault(name, class_id)
     return ids
 
@@ -782,9 +789,52 @@ class Example:
             return np.asarray(image.convert("RGB"))
 
 
+_CORNER_KEYS = tuple(f"image/object/bbox/{k}" for k in ("ymin", "xmin", "ymax", "xmax"))
+
+
+def example_problem(proto, num_classes: int | None = None) -> str | None:
+    """Why a parsed ``tf.train.Example`` cannot be trained on, or None (the image is not decoded here).
+
+    Args:
+        proto: a ``tf.train.Example``.
+        num_classes: the model's classes; labels outside 1..num_classes are a problem when given.
+
+    Returns:
+        One sentence, or None.
+
+    Example:
+        >>> example_problem(tf.train.Example())
+        'no image/encoded bytes'
+    """
+    import math
+
+    feature = proto.features.feature
+
+    def values(key, kind):
+        return list(getattr(feature[key], kind).value) if key in feature else []
+
+    if not values("image/encoded", "bytes_list"):
+        return "no image/encoded bytes"
+    counts = {key.rsplit("/", 1)[-1]: len(values(key, "float_list")) for key in _CORNER_KEYS}
+    labels = values("image/object/class/label", "int64_list")
+    if len(set(counts.values())) > 1 or len(labels) != counts["ymin"]:
+        listed = ", ".join(f"{name} {count}" for name, count in counts.items())
+        return f"its box lists differ in length ({listed}; class/label {len(labels)})"
+    if not all(math.isfinite(v) for key in _CORNER_KEYS for v in values(key, "float_list")):
+        return "a box coordinate is NaN or infinite"
+    if num_classes is not None:
+        outside = sorted({label for label in labels if not 1 <= label <= num_classes})
+        if outside:
+            return f"class label(s) {outside} are not in 1..{num_classes} (the config's num_classes)"
+    return None
+
+
 def _example_from_proto(proto) -> Example:
     import numpy as np
 
+    problem = example_problem(proto)
+    if problem is not None and problem != "no image/encoded bytes":
+        raise ValueError(problem)
     feature = proto.features.feature
 
     def values(key, kind):
@@ -850,6 +900,45 @@ def _check_record_framing(path: Path) -> None:
             position = end
 
 
+def _corrupt(path: Path, exc) -> DataError:
+    return DataError(
+        f"corrupt or truncated TFRecord file: {exc.message.splitlines()[0]}; write it again", path
+    )
+
+
+def count_records(path: str | Path) -> int:
+    """Count the records of one TFRecord file, checking every length and checksum as :func:`read_examples` does.
+
+    TensorFlow's record reader verifies the masked CRC-32C of each record's length and data, so a file damaged
+    anywhere (not only cut short) is named here, at the config stage, and not hours later in training.
+
+    Args:
+        path: one TFRecord file.
+
+    Returns:
+        The number of records.
+
+    Raises:
+        DataError: the file is missing, truncated or corrupt (its name and the reason).
+
+    Example:
+        >>> count_records("training/train.record")  # doctest: +SKIP
+        119
+    """
+    tf = import_tensorflow()
+    path = Path(path)
+    try:
+        _check_record_framing(path)
+        count = 0
+        for _ in tf.data.TFRecordDataset(str(path)):
+            count += 1
+    except OSError as exc:
+        raise DataError(f"cannot be read: {exc.strerror or exc}", path) from None
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as exc:
+        raise _corrupt(path, exc) from None
+    return count
+
+
 def read_examples(paths_or_glob: str | Path | Iterable[str | Path]) -> Iterator[Example]:
     """Read records back as :class:`Example` objects (files in :func:`list_record_files` order).
 
@@ -860,23 +949,26 @@ def read_examples(paths_or_glob: str | Path | Iterable[str | Path]) -> Iterator[
         :class:`Example`, one per record.
 
     Raises:
-        DataError: no file matches, or a file is corrupt or truncated (checksums are verified).
+        DataError: no file matches, a file is corrupt or truncated (checksums are verified), or a record is not a
+            usable ``tf.train.Example`` (not one at all, or box lists of different lengths): the file and the
+            record's number are named.
 
     Example:
         >>> [e.filename for e in read_examples("training/test.record")][:1]
         ['IMG_20181228_101826.jpg']
     """
+    from google.protobuf.message import DecodeError
+
     tf = import_tensorflow()
     for path in list_record_files(paths_or_glob):
         _check_record_framing(path)
         try:
-            for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-                yield _example_from_proto(tf.train.Example.FromString(record))
+            for number, record in enumerate(tf.data.TFRecordDataset(str(path)).as_numpy_iterator(), start=1):
+                try:
+                    yield _example_from_proto(tf.train.Example.FromString(record))
+                except DecodeError:
+                    raise DataError(f"record {number} is not a tf.train.Example", path) from None
+                except ValueError as exc:
+                    raise DataError(f"record {number}: {exc}", path) from None
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:
-            raise DataError(
-                f"corrupt or truncated TFRecord file: {exc.message.splitlines()[0]}", path
-            ) from None
-        except Exception as exc:
-            if type(exc).__name__ == "DecodeError":
-                raise DataError("a record is not a tf.train.Example", path) from None
-            raise
+            raise _corrupt(path, exc) from None
