@@ -241,3 +241,60 @@ def test_cli_zoo_download_with_nothing_listening_is_one_error_and_leaves_nothing
     error = capsys.readouterr().err
     assert "Connection refused" in error and "Traceback" not in error
     _assert_nothing_written(out)
+
+
+def test_more_members_than_the_cap_are_refused_before_extracting(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "MAX_MEMBERS", 5)
+    tarball = _hostile(tmp_path, lambda tar: [_add_bytes(tar, f"{TOP}/f{i}", b"x") for i in range(6)])
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="more than 5 members"):
+        zoo.install_tarball(tarball, "s", out)
+    _assert_nothing_written(out)
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it_whole(tmp_path, monkeypatch):
+    import gzip
+
+    monkeypatch.setattr(zoo, "MAX_EXTRACTED_BYTES", 1 << 20)
+    monkeypatch.setattr(zoo, "MAX_MEMBERS", 10)
+    bomb = tmp_path / "bomb.tar.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as stream:
+        for _ in range(64):  # 64 MiB of zeros in about 64 KB
+            stream.write(bytes(1 << 20))
+    read = []
+    real_read = gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        data = real_read(self, size)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(gzip.GzipFile, "read", counting_read)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="inflates to more than .* decompression bomb"):
+        zoo.install_tarball(bomb, "s", out)
+    assert sum(read) < 4 << 20  # stopped near the cap, not after 64 MiB
+    _assert_nothing_written(out)
+
+
+def test_existing_files_in_out_are_never_deleted_or_replaced(coco_like_zoo_tarball, tmp_path, capsys):
+    from cli_helpers import run_cli
+
+    out = tmp_path / "zoo"
+    mine = out / TOP / "my_notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine")
+    (out / "other.txt").write_text("other")
+    with pytest.raises(UsageError, match="already exists and differs"):
+        zoo.install_tarball(coco_like_zoo_tarball, "s", out)
+    assert mine.read_text() == "mine" and (out / "other.txt").read_text() == "other"
+    assert sorted(p.name for p in out.iterdir()) == sorted([TOP, "other.txt"])  # no staging folder left
+    assert sorted(p.name for p in (out / TOP).iterdir()) == ["my_notes.txt"]
+    code, _, err = run_cli(capsys, "zoo", "install", str(coco_like_zoo_tarball), "s", "--out", str(out))
+    assert code == 2 and "my_notes" not in err and "already exists" in err
+    # A second install of the same tarball into its own folder keeps what is there and succeeds.
+    clean = tmp_path / "clean"
+    first = zoo.install_tarball(coco_like_zoo_tarball, "s", clean)
+    before = {p: p.stat().st_mtime_ns for p in clean.rglob("*")}
+    second = zoo.install_tarball(coco_like_zoo_tarball, "s", clean)
+    assert second.prefix == first.prefix and {p: p.stat().st_mtime_ns for p in clean.rglob("*")} == before

@@ -4,10 +4,15 @@ The zoo ships each variant as a ``.tar.gz`` (URLs in ``spec/spaghettinet.md`` §
 checkpoint, the usual starting point for fine-tuning. A tarball from the network is untrusted, so installing one:
 
 1. hashes it (sha256, printed so a user can pin it with ``--sha256``) and compares with the expected hash if given;
-2. reads the whole gzip stream to the end (a truncated download fails here, with its CRC and length checked);
-3. checks every member before extracting anything: only regular files and folders, no absolute path, no ``..``,
-   nothing resolving outside the output folder, no symlinks, hard links or devices, and a bound on the total size;
-4. extracts into a staging folder inside the output folder and moves the result into place only when all is well;
+2. reads the whole gzip stream to the end (a truncated download fails here, with its CRC and length checked), but
+   never more than :data:`MAX_EXTRACTED_BYTES` plus the tar headers of :data:`MAX_MEMBERS` members: a gzip bomb
+   (kilobytes that inflate to terabytes) is refused after that much, not read to its end;
+3. checks every member before extracting anything: at most :data:`MAX_MEMBERS` of them, only regular files and
+   folders, no absolute path, no ``..``, nothing resolving outside the output folder, no symlinks, hard links or
+   devices, and a bound on the total size;
+4. extracts into a fresh staging folder inside the output folder and moves the result into place only when all is
+   well; **nothing already in the output folder is deleted or replaced**: a top-level entry of the archive that
+   exists there already is kept when it holds the same files, and refused (naming it) when it differs;
 5. finds the checkpoint prefix (``model.ckpt-<step>``) and checks, by its variable names, that it is the variant
    asked for (:func:`spaghettinet.model.tf1_checkpoint.inspect_checkpoint`).
 
@@ -46,6 +51,12 @@ ZOO_URLS: dict[str, str] = {variant: ZOO_BASE_URL + name for variant, name in ZO
 
 # The zoo tarballs are tens of MB; 4 GiB unpacked is far above any real one and stops a decompression bomb.
 MAX_EXTRACTED_BYTES = 4 * 1024**3
+# A zoo tarball holds a folder with a checkpoint (index, data, meta), a pipeline.config and a frozen graph or
+# SavedModel: a few dozen members. Ten thousand is far above that and bounds the headers read and the list kept.
+MAX_MEMBERS = 10_000
+# A tar member costs a 512-byte header (more with long names, as pax headers) and up to 511 bytes of padding;
+# the archive ends with at least two zero blocks, padded to a 10240-byte record.
+_TAR_OVERHEAD_PER_MEMBER = 4 * 512
 
 _CHUNK = 1 << 20
 _STEP_PATTERN = re.compile(r"-(\d+)$")
@@ -87,12 +98,25 @@ def sha256_of_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _check_complete_gzip(path: Path) -> None:
-    """Decompress the whole stream once: gzip checks the CRC and length at the end of each member."""
+def _check_complete_gzip(path: Path, limit: int | None = None) -> None:
+    """Decompress the whole stream once: gzip checks the CRC and length at the end of each member.
+
+    Stops with a DataError once more than ``limit`` bytes (default: what :data:`MAX_MEMBERS` members of
+    :data:`MAX_EXTRACTED_BYTES` in all can take, headers included) have come out: a bomb is never inflated whole.
+    """
+    if limit is None:
+        limit = MAX_EXTRACTED_BYTES + MAX_MEMBERS * _TAR_OVERHEAD_PER_MEMBER + 10240
+    inflated = 0
     try:
         with gzip.open(path, "rb") as stream:
-            while stream.read(_CHUNK):
-                pass
+            while chunk := stream.read(_CHUNK):
+                inflated += len(chunk)
+                if inflated > limit:
+                    raise DataError(
+                        f"refusing the archive: it inflates to more than {limit} bytes (a zoo archive unpacks to "
+                        "a few hundred MB at most; this looks like a decompression bomb)",
+                        path,
+                    )
     except (EOFError, OSError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DataError(
             f"not a complete gzip file ({exc}); the download may have been cut short", path
@@ -121,8 +145,16 @@ def _member_problem(member: tarfile.TarInfo, out: Path) -> str | None:
 
 
 def _checked_members(tar: tarfile.TarFile, path: Path, staging: Path) -> list[tarfile.TarInfo]:
+    members = []
     try:
-        members = tar.getmembers()
+        # One header at a time (getmembers() would list them all first): stop at the member too many.
+        while (member := tar.next()) is not None:
+            members.append(member)
+            if len(members) > MAX_MEMBERS:
+                raise DataError(
+                    f"refusing the archive: it has more than {MAX_MEMBERS} members (a zoo archive has a few dozen)",
+                    path,
+                )
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DataError(f"not a readable tar archive ({exc})", path) from exc
     if not members:
@@ -200,8 +232,10 @@ def install_tarball(
     """Verify a zoo tarball and extract it safely into ``out``.
 
     Nothing is written into ``out`` unless every check passes: complete gzip, readable tar, no member outside
-    ``out`` (absolute, ``..``, links, devices), a checkpoint inside, and that checkpoint is ``variant``.
-    Top-level entries of the archive replace same-named entries already in ``out``.
+    ``out`` (absolute, ``..``, links, devices), a checkpoint inside, and that checkpoint is ``variant``. Nothing
+    in ``out`` is ever deleted or replaced: a top-level entry of the archive that is there already is kept as it
+    is when its files are the archive's, byte for byte (a second install of the same tarball), and refused
+    otherwise.
 
     Args:
         path: the ``.tar.gz`` file.
@@ -214,7 +248,7 @@ def install_tarball(
 
     Raises:
         DataError: the tarball is incomplete, hostile, has no checkpoint or holds another variant.
-        UsageError: ``variant`` is not s, m or l.
+        UsageError: ``variant`` is not s, m or l, or ``out`` already holds a different entry of the same name.
 
     Example:
         >>> ckpt = install_tarball("spaghettinet_edgetpu_s_2021_10_13.tar.gz", "s", "zoo")  # doctest: +SKIP
@@ -249,17 +283,35 @@ def install_tarball(
         staged_prefix = find_checkpoint_prefix(staging)
         verified = _verify_variant(staged_prefix, variant, path)
         files = tuple(sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()))
-        for entry in sorted(staging.iterdir()):
-            destination = out / entry.name
-            if destination.is_dir() and not destination.is_symlink():
-                shutil.rmtree(destination)
-            elif destination.exists() or destination.is_symlink():
-                destination.unlink()
-            os.replace(entry, destination)
+        entries = sorted(staging.iterdir())
+        # Every clash is found before anything moves: either all of the archive lands, or nothing does.
+        present = [entry for entry in entries if os.path.lexists(out / entry.name)]
+        for entry in present:
+            if not _same_tree(entry, out / entry.name):
+                raise UsageError(
+                    "already exists and differs from the archive's entry of that name; `zoo` never deletes or "
+                    "replaces files: remove or rename it yourself, or choose another --out",
+                    out / entry.name,
+                )
+        for entry in entries:
+            if entry not in present:
+                os.replace(entry, out / entry.name)
         prefix = out / staged_prefix.relative_to(staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ZooCheckpoint(variant=verified, prefix=prefix, sha256=digest, directory=out, files=files)
+
+
+def _same_tree(new: Path, old: Path) -> bool:
+    """True when ``old`` holds exactly the files of ``new`` with the same bytes (folders compared recursively)."""
+    if old.is_symlink() or new.is_dir() != old.is_dir():
+        return False
+    if not new.is_dir():
+        return new.stat().st_size == old.stat().st_size and sha256_of_file(new) == sha256_of_file(old)
+    new_names = sorted(p.name for p in new.iterdir())
+    if new_names != sorted(p.name for p in old.iterdir()):
+        return False
+    return all(_same_tree(new / name, old / name) for name in new_names)
 
 
 class DownloadFailed(SpaghettiError):
