@@ -21,7 +21,11 @@ zoo's COCO checkpoint of the variant by default (cached, downloaded once), a che
 ``fine_tune_from``, or random weights with ``from_scratch``; the choice is one of the config stage's settings, and
 what it gave is kept in ``W/.spaghettinet/start.json`` for the report.
 
-Validation errors stop the run before anything is written beyond ``images/validation.json``, with the list.
+A pair with a validation error (a truncated photo, a broken xml...) is left out and the run goes on, as Ultralytics
+and Model Maker users expect: each is listed with its reason in the log, in ``images/validation.json`` (``excluded``)
+and in the report's dataset section, and their count ends the run's summary. The user's files are never touched.
+The run still stops at validation, with the list, when ``strict`` is set, when no valid pair is left, or when more
+than :data:`MAX_EXCLUDED_SHARE` of the images would be left out (a folder that broken needs a look, not a model).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ CONFIG_HASH_FILE = ".workflow_config_sha256"
 REPORT_PICTURES = 8
 #: Timed runs per model in the latency stage (after 3 untimed ones).
 LATENCY_RUNS = 30
+#: Above this share of images left out by validation errors a run stops instead of going on without them.
+MAX_EXCLUDED_SHARE = 1 / 3
 
 
 @dataclass
@@ -73,6 +79,7 @@ class RunSettings:
     check_images: int | None = None
     latency_runs: int = LATENCY_RUNS
     show_progress: bool = True
+    strict: bool = False
 
     # The seed's layout (spec: the old TF1 recipe), derived from the workdir.
     @property
@@ -167,6 +174,8 @@ class RunResult:
         report_html: ``W/report/index.html`` if written.
         detections_picture: a picture of test images with the model's detections, if written.
         interrupted: training was interrupted (rerun to continue).
+        excluded: the validation errors whose files were left out (``images/validation.json``'s ``excluded``),
+            each a dict with ``file``, ``kind`` and ``message``.
     """
 
     workdir: Path
@@ -179,6 +188,7 @@ class RunResult:
     report_html: Path | None = None
     detections_picture: Path | None = None
     interrupted: bool = False
+    excluded: list[dict] = field(default_factory=list)
 
     def status_of(self, name: str) -> str | None:
         """The status of stage ``name`` in this run (None if it was not reached)."""
@@ -198,16 +208,46 @@ def _validate(settings: RunSettings, log) -> str:
     from spaghettinet.data.validate import validate
 
     report = validate(settings.data_dir, settings.annotations, input_size=settings.input_size)
-    write_text_atomic(settings.images / "validation.json", report.to_json() + "\n")
-    if report.errors:
-        listing = "\n".join(f"  {problem.file}: {problem.message}" for problem in report.errors)
-        raise DataError(
-            f"{len(report.errors)} problem(s) stop the run before training; fix or remove these files and run "
-            f"again (full list in {settings.images / 'validation.json'}):\n{listing}",
-            settings.data_dir,
+    errors = report.errors
+    left_out = report.images_found - len(report.pairs)
+    summary = report.to_dict() | {
+        "excluded": [problem.to_dict() for problem in errors],
+        "images_left_out": left_out,
+        "strict": settings.strict,
+    }
+    json_path = settings.images / "validation.json"
+    write_text_atomic(json_path, json.dumps(summary, indent=2) + "\n")
+    if errors:
+        listing = "\n".join(f"  {problem.file}: {problem.message}" for problem in errors)
+        share = left_out / report.images_found if report.images_found else 1.0
+        why = None
+        if settings.strict:
+            why = "--strict: validation errors stop the run before training"
+        elif not report.pairs:
+            why = "no valid image/xml pair is left to train on"
+        elif share > MAX_EXCLUDED_SHARE:
+            why = (
+                f"{left_out} of {report.images_found} images ({share:.0%}) would be left out, more than "
+                f"{MAX_EXCLUDED_SHARE:.0%}: the folder needs a look before a model is worth training"
+            )
+        if why is not None:
+            raise DataError(
+                f"{len(errors)} problem(s) stop the run before training ({why}); fix or remove these files and run "
+                f"again (full list in {json_path}):\n{listing}",
+                settings.data_dir,
+            )
+        log(
+            f"validate: {len(errors)} problem(s) leave {left_out} of {report.images_found} images out of training "
+            f"(your files are not touched; `--strict` stops instead; listed in {json_path}):"
         )
+        for problem in errors:
+            log(f"  left out: {problem.file}: {problem.message}")
     classes = ", ".join(f"{name} {count}" for name, count in report.class_counts.items())
-    return f"{len(report.pairs)} images, {report.num_objects} objects ({classes}), {len(report.warnings)} warnings"
+    excluded = f", {left_out} left out" if errors else ""
+    return (
+        f"{len(report.pairs)} images, {report.num_objects} objects ({classes}), {len(report.warnings)} warnings"
+        f"{excluded}"
+    )
 
 
 def _split(settings: RunSettings, log) -> str:
@@ -532,8 +572,9 @@ STAGES: tuple[Stage, ...] = (
         "validate",
         _data_inputs,
         lambda s: [s.images / "validation.json"],
-        # input_size only adds notes about tiny objects: not worth redoing the data stages for.
-        lambda s: {},
+        # input_size only adds notes about tiny objects: not worth redoing the data stages for. strict is: a run
+        # that went on without broken pairs must stop at them when asked to be strict.
+        lambda s: {"strict": s.strict},
         _validate,
     ),
     Stage(
@@ -710,6 +751,7 @@ def run(
     latency_runs: int = LATENCY_RUNS,
     log: Callable[[str], None] | None = None,
     show_progress: bool = True,
+    strict: bool = False,
 ) -> RunResult:
     """Take a folder of Pascal VOC labelled photos to an int8 ``.tflite`` and a report, skipping finished stages.
 
@@ -744,12 +786,15 @@ def run(
         latency_runs: timed runs per model in the latency stage.
         log: called with one line per event (stage start, skip, result); default: silent.
         show_progress: training's progress bar on stderr.
+        strict: stop at any validation error, as before this option existed; by default pairs with errors are
+            left out (listed in the log, ``images/validation.json`` and the report) and the run goes on.
 
     Returns:
-        :class:`RunResult`.
+        :class:`RunResult`; ``excluded`` lists what validation left out.
 
     Raises:
-        DataError: validation errors (listed) or any stage's data problem.
+        DataError: validation errors with ``strict``, with nothing valid left, or leaving out more than
+            :data:`MAX_EXCLUDED_SHARE` of the images (each listed); or any stage's data problem.
         UsageError: bad arguments.
 
     Example:
@@ -780,6 +825,7 @@ def run(
         check_images=check_images,
         latency_runs=latency_runs,
         show_progress=show_progress,
+        strict=bool(strict),
     )
     _check_arguments(settings, until, force)
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -882,6 +928,7 @@ def _fill_results(settings: RunSettings, result: RunResult) -> None:
     result.report_html = html if html.is_file() else None
     picture = settings.report_dir / "test_pictures.jpg"
     result.detections_picture = picture if picture.is_file() else None
+    result.excluded = _excluded(settings)
     inputs = load_report_inputs(settings.workdir)
     # Prefer the int8 model's score (what ships), then any other measured one.
     ranked = sorted(inputs.scores, key=lambda s: ("int8" not in s.label.lower(), "float" in s.label.lower()))
@@ -892,6 +939,16 @@ def _fill_results(settings: RunSettings, result: RunResult) -> None:
     for row in inputs.latency:
         if row.get("model") == "model_int8.tflite" and isinstance(row.get("median_ms"), int | float):
             result.latency_ms = float(row["median_ms"])
+
+
+def _excluded(settings: RunSettings) -> list[dict]:
+    """The validation errors of the last validate stage (``images/validation.json``), [] when none or unreadable."""
+    try:
+        data = json.loads((settings.images / "validation.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    excluded = data.get("excluded") if isinstance(data, dict) else None
+    return [entry for entry in excluded if isinstance(entry, dict)] if isinstance(excluded, list) else []
 
 
 def demo(

@@ -92,6 +92,13 @@ def _print_result(result) -> None:
     for label, value in lines:
         if value is not None:
             console.print(f"{label}: {value}", highlight=False, markup=False)
+    if result.excluded:
+        files = len({entry.get("file") for entry in result.excluded})
+        console.print(
+            f"left out: {files} file(s) with {len(result.excluded)} validation error(s), listed above, in "
+            f"{result.workdir / 'images' / 'validation.json'} and in the report (`--strict` stops at them instead)",
+            soft_wrap=True,
+        )
 
 
 def run_command(
@@ -119,9 +126,15 @@ def run_command(
     quantize: str = typer.Option("auto", "--quantize", help="auto, qat, ptq or none."),
     until: str | None = typer.Option(None, "--until", help="Stop after this stage."),
     force: list[str] = typer.Option([], "--force", help="Rerun this stage even if up to date (repeatable)."),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Stop at any validation error (default: leave broken pairs out, list them, and go on).",
+    ),
 ) -> None:
     """Validate, split, convert, configure, train (QAT after 10 %), evaluate, export and report, skipping
-    stages that are up to date.
+    stages that are up to date. Photos whose image or xml has an error are left out and listed (your files are
+    never touched); the run stops instead with --strict, with nothing valid left, or with over a third left out.
 
     Training starts from the TF1 zoo's COCO checkpoint of the variant (cached in ~/.cache/spaghettinet or
     $SPAGHETTINET_CACHE, downloaded once; SPAGHETTINET_OFFLINE=1 never downloads); offline it starts from scratch
@@ -144,6 +157,7 @@ def run_command(
         until=until,
         force=force,
         log=_log,
+        strict=strict,
     )
     _print_result(result)
 

@@ -236,14 +236,21 @@ def _dataset_section(inputs: ReportInputs) -> Section:
         Paragraph(
             f"{dataset.images} images"
             + (f" ({split})" if split else "")
-            + f", {len(dataset.errors)} excluded."
+            + f", {len(dataset.errors)} validation error(s)"
+            + (" (their files were left out)." if dataset.errors else ".")
         )
     )
     if dataset.objects_per_class:
         rows = [[name, str(count)] for name, count in sorted(dataset.objects_per_class.items())]
         section.blocks.append(Table(["class", "objects"], rows))
     if dataset.errors:
-        section.blocks.append(Paragraph(f"Excluded files ({len(dataset.errors)}):"))
+        # Each left-out file with its reason (validation.json's "excluded"): the user decides whether to fix them.
+        section.blocks.append(
+            Notice(
+                f"Left out of training ({len(dataset.errors)}): these files have errors; the photos and their xml "
+                "were not touched. Fix them and run again to include them."
+            )
+        )
         section.blocks.append(BulletList(list(dataset.errors)))
     if dataset.warnings:
         section.blocks.append(Paragraph(f"Validation warnings ({len(dataset.warnings)}):"))
@@ -776,6 +783,9 @@ def _dataset_from(workdir: Path, missing: list[str]) -> DatasetSummary | None:
     validation = _read_json(workdir / "images" / "validation.json", missing)
     if isinstance(validation, Mapping):
         found = True
+        for entry in validation.get("excluded", []) or []:
+            if _problem_text(entry) not in summary.errors:
+                summary.errors.append(_problem_text(entry))
         for entry in validation.get("problems", []) or []:
             severity = (
                 str(entry.get("severity", entry.get("level", "warning"))).lower()
