@@ -40,7 +40,16 @@ def _prepare(data_dir: Path, workdir: Path, input_size: int, seed: int = 0) -> P
     """Run the pipeline up to the config (split, label map, TFRecords, pipeline.config); return the config."""
     from spaghettinet.workflow import run
 
-    run(data_dir, workdir, variant="s", input_size=input_size, seed=seed, until="config", show_progress=False)
+    run(
+        data_dir,
+        workdir,
+        variant="s",
+        input_size=input_size,
+        seed=seed,
+        until="config",
+        show_progress=False,
+        from_scratch=True,
+    )
     return workdir / "training" / "pipeline.config"
 
 

@@ -227,8 +227,8 @@ def test_time_budget_fits_the_schedule_to_the_steps_it_allows_and_refits_after_q
     clock = _SimulatedClock()
     original_build = loop._build_train_step
 
-    def timed_build(model, optimizer, strategy, config):
-        step_fn = original_build(model, optimizer, strategy, config)
+    def timed_build(model, optimizer, strategy, config, averages=None):
+        step_fn = original_build(model, optimizer, strategy, config, averages)
         seconds = 2.0 if is_quantization_aware(model) else 1.0
 
         def timed_step(batch):
@@ -257,6 +257,29 @@ def test_time_budget_fits_the_schedule_to_the_steps_it_allows_and_refits_after_q
     history = json.loads((tmp_path / "budget" / loop.HISTORY_FILE).read_text())
     last_rate = [e["learning_rate"] for e in history if "learning_rate" in e][-1]
     assert last_rate < 0.05 * result.plan.learning_rate_base  # the cosine schedule ran to its end
+
+
+@pytest.mark.parametrize(
+    "delay, fitted, expected", [(520, 60, 31), (850, 600, 510), (100, 600, 60), (0, 50, 0)]
+)
+def test_a_fitted_schedule_keeps_the_configs_share_of_float_training_before_qat(delay, fitted, expected):
+    """``--steps``/``--time-budget`` scale the config's own QAT delay (a user's edit is kept), never a constant."""
+    cfg = PipelineConfig(
+        train=TrainSettings(num_steps=1000, total_steps=1000, warmup_steps=50),
+        quantization=QuantizationSettings(delay=delay),
+    )
+    plan = loop.TrainPlan(
+        batch_size=8,
+        num_steps=1000,
+        total_steps=1000,
+        warmup_steps=50,
+        learning_rate_base=0.01,
+        warmup_learning_rate=0.001,
+        quantization_delay=delay,
+    )
+    plan.fit_to_steps(fitted, cfg)
+    assert (plan.num_steps, plan.quantization_delay) == (fitted, expected)
+    assert plan.warmup_steps == round(50 * fitted / 1000)
 
 
 # --- Fine-tuning from one of our own checkpoints -------------------------------------------------------------------

@@ -47,13 +47,14 @@ class TrainingState(tf.Module):
         self.quantization_aware = tf.Variable(0, dtype=tf.int64, trainable=False, name="quantization_aware")
 
 
-def make_checkpoint(model, state: TrainingState, optimizer=None):
+def make_checkpoint(model, state: TrainingState, optimizer=None, averages=None):
     """The ``tf.train.Checkpoint`` layout used by ``train`` (and read back by :func:`restore_detector`).
 
     Args:
         model: the Keras detector.
         state: a :class:`TrainingState`.
         optimizer: the optimizer, or None when only reading weights.
+        averages: the run's :class:`~spaghettinet.training.weight_averaging.WeightAverages`, or None.
 
     Returns:
         A ``tf.train.Checkpoint``.
@@ -65,6 +66,8 @@ def make_checkpoint(model, state: TrainingState, optimizer=None):
     parts["quantization_aware"] = state.quantization_aware
     if optimizer is not None:
         parts["optimizer"] = optimizer
+    if averages is not None:
+        parts["averages"] = averages
     return tf.train.Checkpoint(**parts)
 
 
@@ -133,7 +136,10 @@ def restore_detector(config, checkpoint_or_model_dir: str | Path):
     """Build the detector a config describes and load a training checkpoint into it.
 
     The quantization mode is restored too: a checkpoint taken after the QAT switch gives a model in
-    quantization-aware mode (what export uses to choose QAT conversion).
+    quantization-aware mode (what export uses to choose QAT conversion). When the config asks for
+    ``eval_config { use_moving_averages: true }`` and the checkpoint holds weight averages, the model gets the
+    averaged weights (what evaluation and export then see); a checkpoint trained without averages gives its
+    trained weights.
 
     Args:
         config: a ``PipelineConfig`` (variant, classes and input size must match the checkpoint).
@@ -155,7 +161,12 @@ def restore_detector(config, checkpoint_or_model_dir: str | Path):
     settings = config.model
     model = build_detector(settings.variant, settings.num_classes, input_size=tuple(settings.input_size))
     state = TrainingState()
-    checkpoint = make_checkpoint(model, state)
+    averages = None
+    if config.eval.use_moving_averages and _holds_averages(prefix):
+        from spaghettinet.training.weight_averaging import WeightAverages
+
+        averages = WeightAverages(model)
+    checkpoint = make_checkpoint(model, state, averages=averages)
     try:
         status = checkpoint.read(prefix)
         status.expect_partial()
@@ -168,10 +179,21 @@ def restore_detector(config, checkpoint_or_model_dir: str | Path):
             f"{first_line}",
             prefix,
         ) from exc
+    if averages is not None:
+        averages.copy_to_model()
     quantization_aware = bool(int(state.quantization_aware.numpy()))
     if quantization_aware:
         set_quantization_aware(model, True)
     return model, int(state.step.numpy()), quantization_aware
+
+
+def _holds_averages(prefix: str) -> bool:
+    """True when a ``make_checkpoint`` checkpoint was saved with weight averages."""
+    try:
+        names = [name for name, _ in tf.train.list_variables(prefix)]
+    except (tf.errors.OpError, ValueError):
+        return False  # the read below reports the damaged file
+    return any(name.startswith("averages/") for name in names)
 
 
 #: Where ``tf.train.Checkpoint`` keeps the object graph that names every saved variable.

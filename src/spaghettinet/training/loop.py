@@ -5,8 +5,10 @@ One custom loop for every device layout: ``tf.distribute`` picks the default str
 through ``experimental_distribute_dataset`` and ``strategy.run``, and each replica's loss is divided by the number
 of replicas (Keras sums the replicas' gradients).
 
-Per step: SGD with momentum on the reference loss (sigmoid focal + smooth L1, normalized by matches, plus the
-model's L2 regularization, spec §3), learning rate from the cosine-with-warmup schedule. What a run decided
+Per step: the config's optimizer (momentum SGD as the reference, or Adam) on the reference loss (sigmoid focal +
+smooth L1, normalized by matches, plus the model's L2 regularization, spec §3), learning rate from the
+cosine-with-warmup schedule; with ``use_moving_average`` the weight averages move after the step
+(``training/weight_averaging.py``) and evaluation uses them when ``eval_config.use_moving_averages`` asks. What a run decided
 (batch size, schedule length, warmup, QAT delay, seed) is kept in ``<model_dir>/train_state.json`` so that a rerun
 resumes with the same schedule; the checkpoint (``training/checkpoints.py``) holds the step, optimizer slots, data
 position and QAT flag, so a resumed run continues where it stopped (no repeated warmup, same data).
@@ -38,8 +40,6 @@ keras = import_keras()
 
 STATE_FILE = "train_state.json"
 HISTORY_FILE = "metrics_history.json"
-#: QAT starts after this share of the steps when the schedule is fitted (issue 4: "delay at 10 % of the steps").
-QUANTIZATION_DELAY_SHARE = 0.10
 #: Timed steps (after the first, traced one) used to measure speed for ``time_budget``.
 SPEED_MEASURE_STEPS = 3
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
@@ -121,7 +121,9 @@ class TrainPlan:
             steps - self.warmup_steps, round(train.hold_base_rate_steps * steps / reference_total)
         )
         if config.quantization is not None and not keep_quantization_delay:
-            self.quantization_delay = int(round(QUANTIZATION_DELAY_SHARE * steps))
+            # The config's own delay, scaled with the schedule: a user who moved it keeps its share of the run.
+            share = min(1.0, max(0.0, int(config.quantization.delay) / reference_total))
+            self.quantization_delay = min(steps, int(round(share * steps)))
 
     def learning_rate(self, step: int) -> float:
         """The learning rate at ``step`` (cosine decay with linear warmup, spec §3 "LR formula")."""
@@ -281,8 +283,20 @@ class _Progress:
             self.bar.stop()
 
 
-def _build_train_step(model, optimizer, strategy, config):
-    """A traced train step for the model's *current* mode (rebuild it after a QAT switch)."""
+def _build_optimizer(config):
+    """The optimizer ``train_config.optimizer`` names: momentum SGD (the reference) or Adam."""
+    train = config.train
+    if train.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=0.0, epsilon=float(train.adam_epsilon))
+    return keras.optimizers.SGD(learning_rate=0.0, momentum=float(train.momentum))
+
+
+def _build_train_step(model, optimizer, strategy, config, averages=None):
+    """A traced train step for the model's *current* mode (rebuild it after a QAT switch).
+
+    With ``averages`` (a :class:`~spaghettinet.training.weight_averaging.WeightAverages`) the weight averages
+    move after every step, in the same traced function.
+    """
     from spaghettinet.training.losses import detection_loss
 
     settings = config.model
@@ -318,7 +332,10 @@ def _build_train_step(model, optimizer, strategy, config):
 
     @tf.function(reduce_retracing=True)
     def train_step(batch):
+        updates_before = optimizer.iterations.value
         per_replica = strategy.run(replica_step, args=(batch,))
+        if averages is not None:
+            averages.update(updates_before)
         return {
             name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
             for name, value in per_replica.items()
@@ -491,6 +508,7 @@ def train(
     from spaghettinet.training.batch_size import choose_batch_size
     from spaghettinet.training.checkpoints import CHECKPOINT_NAME, TrainingState, make_checkpoint
     from spaghettinet.training.summaries import write_images, write_scalar
+    from spaghettinet.training.weight_averaging import WeightAverages
 
     started = time.monotonic()
     config = _resolve_config(config)
@@ -514,10 +532,15 @@ def train(
     settings = config.model
     with strategy.scope():
         model = build_detector(settings.variant, settings.num_classes, input_size=tuple(settings.input_size))
-        optimizer = keras.optimizers.SGD(learning_rate=0.0, momentum=float(config.train.momentum))
+        optimizer = _build_optimizer(config)
         optimizer.build(model.trainable_variables)
         state = TrainingState()
-    checkpoint = make_checkpoint(model, state, optimizer)
+        averages = (
+            WeightAverages(model, float(config.train.moving_average_decay))
+            if config.train.use_moving_average
+            else None
+        )
+    checkpoint = make_checkpoint(model, state, optimizer, averages=averages)
     manager = tf.train.CheckpointManager(
         checkpoint,
         str(write_dir),
@@ -539,6 +562,8 @@ def train(
         note = _fine_tune(model, config)
         if note:
             messages.append(note)
+        if averages is not None:
+            averages.reset()
     start_step = int(state.step.numpy())
 
     plan = _read_plan(model_dir)
@@ -597,7 +622,7 @@ def train(
     if int(state.quantization_aware.numpy()) or qat_due(start_step):
         set_quantization_aware(model, True)
         state.quantization_aware.assign(1)
-    train_step = _build_train_step(model, optimizer, strategy, config)
+    train_step = _build_train_step(model, optimizer, strategy, config, averages)
 
     dataset = train_dataset(
         config,
@@ -641,7 +666,11 @@ def train(
     def run_evaluation() -> object:
         from spaghettinet.evaluation.evaluate import evaluate_model
 
-        result = evaluate_model(model, config, out=write_dir / f"eval-{step}.json", step=step)
+        if averages is not None and config.eval.use_moving_averages:
+            with averages.swapped_in():
+                result = evaluate_model(model, config, out=write_dir / f"eval-{step}.json", step=step)
+        else:
+            result = evaluate_model(model, config, out=write_dir / f"eval-{step}.json", step=step)
         entry = {"step": step, "AP": _metric(result, "AP", "map"), "AP50": _metric(result, "AP50", "map50")}
         history.append(entry)
         with writer.as_default(step=step):
@@ -665,7 +694,7 @@ def train(
                 if qat_due(step) and not is_quantization_aware(model):
                     set_quantization_aware(model, True)
                     state.quantization_aware.assign(1)
-                    train_step = _build_train_step(model, optimizer, strategy, config)
+                    train_step = _build_train_step(model, optimizer, strategy, config, averages)
                     first_timed = True
                     if refit_after_switch and not fit_pending:
                         fit_pending, timed_seconds, timed_steps = True, 0.0, 0
