@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-peer clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+# Ours beside Ultralytics YOLOv8n, one core each (about an hour; needs two idle cores, makes its own ~7 GB venv
+# outside the repository on first use). Not part of `make bench`. Options: BENCH_PEER_ARGS="--quick" and others
+# in `benchmarks/bench_peer.py --help`.
+bench-peer: setup
+	$(BIN)/python benchmarks/bench_peer.py $(BENCH_PEER_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-workdir .pytest_cache
