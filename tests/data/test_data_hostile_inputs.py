@@ -267,3 +267,13 @@ def test_image_bytes_survive_a_round_trip_through_the_record(tmp_path):
     (example,) = read_examples(tmp_path / "r.record")
     assert example.encoded == (tmp_path / "plain.jpg").read_bytes()
     assert Image.open(io.BytesIO(example.encoded)).size == (40, 24)
+
+
+def test_label_ids_that_a_record_would_cut_are_refused_before_writing(tmp_path):
+    _pair(tmp_path, "a")
+    huge = LabelMap(ids=(2**63 + 5,), names_by_id=("ball",), display_names=("ball",))
+    with pytest.raises(
+        Exception, match=r"label map id 9223372036854775813 of class 'ball' is outside 1\.\.2147483647"
+    ):
+        tfrecord(tmp_path / "r.record", huge, split_dir=tmp_path)
+    assert not (tmp_path / "r.record").exists()
