@@ -7,7 +7,7 @@ What is checked and why:
   turned by the EXIF ``Orientation`` tag. That is the view photo viewers show and labelling tools draw on: labelImg
   reads images with Qt's ``QImageReader`` and ``setAutoTransform(True)`` and records the turned size in ``<size>``
   since HumanSignal/labelImg pull request #650 (2020), labelme since wkentaro/labelme pull request #305, and
-  Ultralytics reads photos the same way. TensorFlow's ``decode_jpeg`` ignores EXIF, so such images are turned once
+  Ultralytics measures photos in that view (its ``exif_size`` swaps width and height for orientations 6 and 8). TensorFlow's ``decode_jpeg`` ignores EXIF, so such images are turned once
   here (:func:`PIL.ImageOps.exif_transpose`) and re-encoded: the TFRecord then holds the pixels the boxes were drawn
   on, evaluation reads those records, and ``predict`` must turn photos the same way. The model also learns objects
   upright, as a camera delivers its frames. A ``<size>`` that matches the stored pixels but not the displayed view
