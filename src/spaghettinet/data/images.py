@@ -408,18 +408,39 @@ def encoded_rgb_jpeg(path: str | Path, info: ImageInfo | None = None, data: byte
     info = info or inspect_image(path, full_decode=False)
     if info.stored_as_is:
         return data if data is not None else path.read_bytes()
+    buffer = io.BytesIO()
+    open_as_displayed(path).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def open_as_displayed(path: str | Path) -> Image.Image:
+    """Decode an image as its boxes see it: turned by its EXIF orientation, RGB (the rule of the module docstring).
+
+    What the TFRecords store for a converted image, and what ``predict`` must read photos as, so that the two agree.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        An RGB :class:`PIL.Image.Image` of the displayed view, detached from the file.
+
+    Raises:
+        ProblemError (a DataError): not an image, truncated or corrupt, or over :func:`max_image_pixels`.
+
+    Example:
+        >>> open_as_displayed("IMG_1.jpg").size  # doctest: +SKIP
+        (600, 800)
+    """
     from PIL import ImageOps
 
+    path = path if isinstance(path, Path) else Path(path)
     with _open(path) as image:
         try:
             image.load()
-            # All eight orientations, mirrored ones included (EXIF 2.32 tag 274), as Pillow implements them.
-            upright = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(upright)
+            # All eight orientations, mirrored ones included (EXIF 2.32 tag 274), as Pillow implements them; the
+            # result is a new image whether or not the tag turns anything.
+            return _to_rgb(ImageOps.exif_transpose(image))
         except (OSError, SyntaxError, ValueError) as exc:
             raise ProblemError(
                 "image-does-not-decode", f"image does not decode (truncated or corrupt): {exc}", path
             ) from None
-        buffer = io.BytesIO()
-        rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue()
