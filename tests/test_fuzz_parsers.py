@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -177,20 +178,14 @@ def test_voc_parser_never_raises_anything_but_our_errors(data):
     _parse_xml_text(data)
 
 
+@pytest.mark.parametrize(
+    "parse", [parse_label_map_text, parse_config_text], ids=["label map", "pipeline.config"]
+)
 @FUZZ
-@given(st.one_of(st.text(max_size=300), _soup(_TEXT_TOKENS)))
-def test_label_map_parser_never_raises_anything_but_our_errors(text):
+@given(text=st.one_of(st.text(max_size=300), _soup(_TEXT_TOKENS)))
+def test_text_format_parsers_never_raise_anything_but_our_errors(parse, text):
     try:
-        parse_label_map_text(text)
-    except SpaghettiError:
-        pass
-
-
-@FUZZ
-@given(st.one_of(st.text(max_size=300), _soup(_TEXT_TOKENS)))
-def test_pipeline_config_parser_never_raises_anything_but_our_errors(text):
-    try:
-        parse_config_text(text)
+        parse(text)
     except SpaghettiError:
         pass
 
