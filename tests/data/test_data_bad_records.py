@@ -51,7 +51,10 @@ def _example(
 
 BAD = {
     2: (b"\x00\x01 not a protocol buffer \xff\xfe", "not a tf.train.Example"),
-    4: (_example("cut.jpg", encoded=_jpeg()[:-300]), "cannot be read"),
+    4: (
+        _example("cut.jpg", encoded=_jpeg()[:-300]),
+        "cannot be read: jpeg::Uncompress failed. Invalid JPEG data",
+    ),
     5: (
         _example("uneven.jpg", corners={"ymin": [0.1, 0.2], "xmin": [0.1], "ymax": [0.8], "xmax": [0.9]}),
         "box lists differ in length (ymin 2, xmin 1, ymax 1, xmax 1; class/label 1)",

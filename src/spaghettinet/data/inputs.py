@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,8 @@ def _why_unusable(record: bytes, num_classes: int | None) -> str:
     except (tf.errors.InvalidArgumentError, ValueError, UnicodeDecodeError) as exc:
         message = getattr(exc, "message", None) or str(exc)
         first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+        # Eager op errors read "{{function_node __wrapped__DecodeImage_device_...}} <what> [Op:DecodeImage] name:".
+        first = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*$", "", first) or type(exc).__name__
         return f"cannot be read: {first}"
     return "cannot be read (a value of an unexpected type)"
 
