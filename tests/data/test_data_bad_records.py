@@ -144,8 +144,9 @@ def test_record_count_verifies_checksums(tmp_path, records):
     data = bytearray(records.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside a record: its length still fits, its CRC does not
     damaged.write_bytes(bytes(data))
-    with pytest.raises(DataError, match=r"damaged.record: corrupt or truncated TFRecord file"):
+    with pytest.raises(DataError, match=r"damaged.record: corrupt or truncated TFRecord file") as caught:
         count_records(damaged)
+    assert "corrupted record at" in str(caught.value) and "function_node" not in str(caught.value)
     with pytest.raises(DataError, match=r"damaged.record: corrupt or truncated TFRecord file"):
         check_records([damaged])
     cut = tmp_path / "cut.record"

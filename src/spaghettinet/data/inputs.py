@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +179,7 @@ def _why_unusable(record: bytes, num_classes: int | None) -> str:
     """The reason a record failed :func:`_usable_record`, in words (eager, for the few records that fail)."""
     from google.protobuf.message import DecodeError
 
-    from spaghettinet.data.tfrecord import example_problem
+    from spaghettinet.data.tfrecord import example_problem, tf_error_text
 
     try:
         proto = tf.train.Example.FromString(record)
@@ -192,11 +191,7 @@ def _why_unusable(record: bytes, num_classes: int | None) -> str:
     try:
         _parse(tf.constant(record))
     except (tf.errors.InvalidArgumentError, ValueError, UnicodeDecodeError) as exc:
-        message = getattr(exc, "message", None) or str(exc)
-        first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
-        # Eager op errors read "{{function_node __wrapped__DecodeImage_device_...}} <what> [Op:DecodeImage] name:".
-        first = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*$", "", first) or type(exc).__name__
-        return f"cannot be read: {first}"
+        return f"cannot be read: {tf_error_text(exc)}"
     return "cannot be read (a value of an unexpected type)"
 
 

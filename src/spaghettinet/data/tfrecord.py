@@ -900,10 +900,21 @@ def _check_record_framing(path: Path) -> None:
             position = end
 
 
+def tf_error_text(exc: BaseException) -> str:
+    """The first line of a TensorFlow error without the op decoration eager errors carry
+    (``{{function_node __wrapped__...}} <what> [Op:IteratorGetNext] name:``).
+
+    Example:
+        >>> tf_error_text(ValueError("{{function_node x}} corrupted record at 0 [Op:IteratorGetNext] name: "))
+        'corrupted record at 0'
+    """
+    message = (getattr(exc, "message", None) or str(exc)).strip()
+    first = message.splitlines()[0] if message else ""
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*$", "", first) or type(exc).__name__
+
+
 def _corrupt(path: Path, exc) -> DataError:
-    return DataError(
-        f"corrupt or truncated TFRecord file: {exc.message.splitlines()[0]}; write it again", path
-    )
+    return DataError(f"corrupt or truncated TFRecord file: {tf_error_text(exc)}; write it again", path)
 
 
 def count_records(path: str | Path) -> int:
