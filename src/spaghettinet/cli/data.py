@@ -1,4 +1,4 @@
-"""CLI commands of the data stage: validate, split, xml2csv, labelmap, tfrecord, data make-demo.
+"""CLI commands of the data stage: validate, split, xml2csv, labelmap, tfrecord, data make-demo, data convert.
 
 Each command calls the Python API in :mod:`spaghettinet.data` and prints with rich. Commands write everything
 valid, list every bad file with its reason, and exit with code 1 when any file had an error (2 for usage errors).
@@ -16,7 +16,14 @@ from spaghettinet.errors import DataError
 
 from .console import console, err_console, styled
 
-data_app = typer.Typer(help="Dataset helpers (the demo dataset).", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Dataset helpers: the demo dataset, conversion between VOC, COCO and YOLO.", no_args_is_help=True
+)
+
+_FORMAT_HELP = (
+    "Annotation format: voc, coco or yolo (default: detected from the folder: .xml files, a COCO json, or "
+    "labels/*.txt)."
+)
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _MAX_LISTED = 200  # a folder of 10 000 broken files should not scroll for minutes; the JSON has them all
@@ -72,8 +79,12 @@ def _print_validation_coverage(report, input_size: int) -> None:
 
 
 def validate_command(
-    data_dir: Path = typer.Argument(..., help="Folder of images and VOC .xml files (subfolders searched)."),
+    data_dir: Path = typer.Argument(
+        ...,
+        help="Folder of labelled images: VOC .xml beside them, a COCO json, or YOLO labels/ (subfolders searched).",
+    ),
     annotations: Path | None = typer.Option(None, "--annotations", help="Separate folder of .xml files."),
+    data_format: str | None = typer.Option(None, "--format", help=_FORMAT_HELP),
     input_size: int | None = typer.Option(
         None,
         "--input-size",
@@ -81,16 +92,17 @@ def validate_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only (for scripts)."),
 ) -> None:
-    """Check a VOC folder and list every problem (exit 1 when there are errors)."""
+    """Check a dataset folder (VOC, COCO or YOLO) and list every problem (exit 1 when there are errors)."""
     from spaghettinet.data.validate import validate
 
-    report = validate(data_dir, annotations, input_size=input_size)
+    report = validate(data_dir, annotations, input_size=input_size, format=data_format)
     if as_json:
         typer.echo(report.to_json())
         if not report.ok:
             raise typer.Exit(1)
         return
     summary = Table(title=f"Dataset {data_dir}", show_header=False)
+    summary.add_row("format", report.format)
     summary.add_row("images found", str(report.images_found))
     summary.add_row("valid images", str(len(report.pairs)))
     summary.add_row("negative images (no object)", str(report.negative_images))
@@ -122,18 +134,22 @@ def validate_command(
 
 
 def split_command(
-    data_dir: Path = typer.Argument(..., help="Folder of images and VOC .xml files."),
+    data_dir: Path = typer.Argument(..., help="Folder of labelled images (VOC, COCO or YOLO)."),
     out: Path = typer.Option(
         ..., "--out", help="Output folder: train/, test/ and split.json are written there."
     ),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of images for test."),
     seed: int = typer.Option(0, "--seed", help="Split seed (same input and seed give the same split)."),
     annotations: Path | None = typer.Option(None, "--annotations", help="Separate folder of .xml files."),
+    data_format: str | None = typer.Option(None, "--format", help=_FORMAT_HELP),
 ) -> None:
-    """Split into OUT/train and OUT/test: deterministic, class-stratified; pairs with errors are left out."""
+    """Split into OUT/train and OUT/test (images with VOC .xml, whatever the input format): deterministic,
+    class-stratified; pairs with errors are left out."""
     from spaghettinet.data.split import split
 
-    result = split(data_dir, out, test_fraction=test_fraction, seed=seed, annotations=annotations)
+    result = split(
+        data_dir, out, test_fraction=test_fraction, seed=seed, annotations=annotations, format=data_format
+    )
     table = Table(title=f"Split of {data_dir} (seed {seed})")
     table.add_column("class")
     table.add_column("train images", justify="right")
@@ -226,6 +242,31 @@ def make_demo_command(
         f"wrote {result.images} images to {out_dir} ({result.negatives} without objects; objects: {counts}) "
         f"in {result.seconds:.1f} s"
     )
+
+
+@data_app.command("convert")
+def convert_command(
+    source: Path = typer.Argument(..., help="Dataset folder to read: VOC, COCO or YOLO."),
+    to: str = typer.Option(..., "--to", help="Format to write: voc, coco or yolo."),
+    out: Path = typer.Option(..., "--out", help="Folder to write: must not exist, or be empty."),
+    data_format: str | None = typer.Option(None, "--format", help="Format of SOURCE (default: detected)."),
+    annotations: Path | None = typer.Option(
+        None, "--annotations", help="SOURCE's separate folder of .xml files."
+    ),
+) -> None:
+    """Write SOURCE as a VOC (image + .xml), COCO (images/ + labels.json, Model Maker's layout) or YOLO (images/,
+    labels/, data.yaml; Ultralytics' layout) dataset. Boxes convert exactly; images with errors are listed and
+    left out (exit 1)."""
+    from spaghettinet.data.convert import convert
+
+    result = convert(source, to, out, format=data_format, annotations=annotations)
+    console.print(
+        f"wrote {result.out} ({result.target_format}, from {result.source_format}): {result.images} images, "
+        f"{result.objects} objects, {len(result.class_names)} classes",
+        soft_wrap=True,
+    )
+    _print_problems(result.problems)
+    _exit_on_errors(result.problems, "the converted dataset")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,8 @@
-"""Split a VOC folder into ``train/`` and ``test/``: deterministic, class-stratified, nothing edited by hand.
+"""Split a dataset folder into ``train/`` and ``test/``: deterministic, class-stratified, nothing edited by hand.
+
+The output is always the seed's VOC layout (each image beside its ``.xml``), whatever the input format: a VOC pair is
+linked as it is, a COCO or YOLO image is linked and its labels written as VOC xml (the validated boxes, in pixels),
+so ``xml2csv``, ``labelmap`` and ``tfrecord`` read every format alike.
 
 The seed's split_data.py draws ``randint`` per file, so a rare class can land entirely in one split and the split
 changes on every run. Here the split depends only on the stems, the classes and the seed, and every class with at
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from spaghettinet.data.problems import Problem
 from spaghettinet.data.validate import CheckedPair, validate
+from spaghettinet.data.voc import voc_xml_text
 from spaghettinet.errors import UsageError
 from spaghettinet.io_utils import atomic_path, write_text_atomic
 
@@ -107,7 +112,8 @@ def assign_split(
     return train, sorted(in_test)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target``, or copy it where links are not possible."""
     try:
         os.link(source, target)
     except OSError:  # another file system, or links not supported: copy instead
@@ -134,19 +140,21 @@ def split(
     test_fraction: float = 0.2,
     seed: int = 0,
     annotations: str | Path | None = None,
+    format: str | None = None,
 ) -> SplitResult:
-    """Validate a VOC folder and split its valid pairs into ``out/train`` and ``out/test``.
+    """Validate a dataset folder and split its valid pairs into ``out/train`` and ``out/test``.
 
-    Images keep their name and go with their xml (hard links where possible, else copies). Pairs with errors are
-    left out and listed in the result and in ``out/split.json``. Each of ``train/``, ``test/`` and ``split.json``
-    is replaced atomically.
+    Images keep their name and go with their xml (hard links where possible, else copies; COCO and YOLO labels are
+    written as VOC xml). Pairs with errors are left out and listed in the result and in ``out/split.json``. Each of
+    ``train/``, ``test/`` and ``split.json`` is replaced atomically.
 
     Args:
-        data_dir: the VOC folder.
+        data_dir: the dataset folder (VOC, COCO or YOLO).
         out: the output folder (the seed's ``images/``).
         test_fraction: share of images for test.
         seed: split seed.
-        annotations: a separate annotation folder, if any.
+        annotations: a separate annotation folder, if any (VOC).
+        format: ``voc``, ``coco`` or ``yolo``; None detects it.
 
     Returns:
         A :class:`SplitResult`.
@@ -165,7 +173,7 @@ def split(
         raise UsageError(f"--test-fraction must be in [0, 1), got {test_fraction}")
     if data_dir.is_dir():
         _check_out_dir(data_dir, out, annotations_dir)
-    report = validate(data_dir, annotations_dir)
+    report = validate(data_dir, annotations_dir, format=format)
     if not report.pairs:
         raise UsageError(
             f"no valid image/xml pair to split ({len(report.errors)} error(s); run `spaghettinet validate`)",
@@ -180,8 +188,13 @@ def split(
             folder.mkdir()
             for stem in stems:
                 pair = pairs[stem]
-                _link_or_copy(pair.image_path, folder / pair.image_path.name)
-                _link_or_copy(pair.xml_path, folder / f"{stem}.xml")
+                link_or_copy(pair.image_path, folder / pair.image_path.name)
+                if report.format == "voc":
+                    link_or_copy(pair.xml_path, folder / f"{stem}.xml")
+                else:
+                    checked = pair.annotation
+                    text = voc_xml_text(pair.image_path.name, checked.width, checked.height, checked.objects)
+                    (folder / f"{stem}.xml").write_text(text, encoding="utf-8")
     class_counts = {
         name: dict(sorted(Counter(c for stem in stems for c in classes_by_stem[stem]).items()))
         for name, stems in (("train", train), ("test", test))
@@ -190,6 +203,7 @@ def split(
     summary = {
         "data_dir": str(data_dir),
         "annotations_dir": None if annotations_dir is None else str(annotations_dir),
+        "format": report.format,
         "test_fraction": test_fraction,
         "seed": seed,
         "train": train,

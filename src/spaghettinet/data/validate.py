@@ -1,4 +1,10 @@
-"""Check a VOC folder before anything is trained on it, and report every problem at once.
+"""Check a dataset folder (Pascal VOC, COCO JSON or YOLO) before anything is trained on it; report every problem.
+
+The format is detected from the folder or forced (:mod:`spaghettinet.data.formats`); COCO and YOLO labels are read
+into the same VOC records, so every check below applies to all three. The readers add their own kinds
+(``unparseable-json``, ``unparseable-yaml``, ``unknown-image-id``, ``unknown-category-id``, ``unknown-class``,
+``duplicate-image-id``, ``unsafe-path``, ``missing-image``, ``crowd-ignored``, ...: see
+:mod:`spaghettinet.data.coco_format` and :mod:`spaghettinet.data.yolo_format`).
 
 Checks (each problem is named with its file, see :mod:`spaghettinet.data.problems` for severities):
 
@@ -38,9 +44,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from spaghettinet.data.formats import read_labelled_images, resolve_format
 from spaghettinet.data.images import ImageInfo, inspect_image, inspect_image_for_record
 from spaghettinet.data.problems import ERROR, INFO, WARNING, Problem, ProblemError
-from spaghettinet.data.voc import IMAGE_EXTENSIONS, ImageXmlPair, VocAnnotation, find_pairs, parse_voc_xml
+from spaghettinet.data.voc import (
+    IMAGE_EXTENSIONS,
+    ImageXmlPair,
+    ReadLabels,
+    VocAnnotation,
+    find_pairs,
+    parse_voc_xml,
+)
+from spaghettinet.data.yolo_format import scale_normalized
 
 CLIP_TOLERANCE = 0.01
 """Boxes at most this fraction of the image size outside it are clipped (labelling tools overshoot by a pixel)."""
@@ -55,8 +70,8 @@ class CheckedPair:
 
     Args:
         stem: the shared file stem.
-        image_path, xml_path: the files.
-        annotation: the parsed xml, with boxes clipped to the image and the size of the decoded image.
+        image_path, xml_path: the files (``xml_path``: the COCO json or YOLO txt for those formats).
+        annotation: the parsed labels, with boxes in pixels clipped to the image and the size of the decoded image.
         image: what the image file really is.
     """
 
@@ -76,26 +91,35 @@ class PairCheck:
 
 
 def check_objects(
-    annotation: VocAnnotation, image: ImageInfo, source: Path, input_size: tuple[int, int] | None = None
+    annotation: VocAnnotation,
+    image: ImageInfo,
+    source: Path,
+    input_size: tuple[int, int] | None = None,
+    labels: ReadLabels | None = None,
 ) -> tuple[VocAnnotation, list[Problem]]:
     """Check an annotation against its decoded image; return it with clipped boxes, and the problems.
 
     Args:
-        annotation: the parsed xml (or CSV rows).
+        annotation: the parsed xml (or CSV rows, or COCO / YOLO labels in pixels).
         image: the image as decoded.
-        source: the file to name in problems (the xml or the CSV).
+        source: the file to name in problems (the xml, the CSV, the json or the txt).
         input_size: ``(height, width)`` of the model input, to report objects too small at that size.
+        labels: for COCO and YOLO, how their messages name the image and the objects (``where``,
+            ``object_labels``) and the size (``size_field``); None for VOC.
 
     Returns:
         ``(annotation, problems)``: the annotation has the image's size and boxes clipped to it.
     """
     problems: list[Problem] = []
+    object_labels = labels.object_labels if labels is not None else ()
     width, height = image.width, image.height
-    if annotation.width == 0 or annotation.height == 0:
+    size_field = None if labels is None else labels.size_field
+    if labels is not None and size_field is None:
+        pass  # YOLO: the labels hold no size; the boxes were scaled to the decoded image
+    elif annotation.width == 0 or annotation.height == 0:
+        missing = "no <size> in the xml" if labels is None else f"no {size_field} in {source.name}"
         problems.append(
-            Problem(
-                source, "missing-size", WARNING, f"no <size> in the xml; using the image's {width}x{height}"
-            )
+            Problem(source, "missing-size", WARNING, f"{missing}; using the image's {width}x{height}")
         )
     elif (annotation.width, annotation.height) != (width, height):
         hint = ""
@@ -106,23 +130,25 @@ def check_objects(
                 "(labelImg before 2020). Boxes are read in the displayed view, as labelImg and photo viewers show "
                 "it: remove the tag (exiftool -Orientation= -n FILE) and the boxes fit"
             )
+        says = "<size> says" if labels is None else f"the {size_field} in {source.name} say"
         problems.append(
             Problem(
                 source,
                 "size-mismatch",
                 ERROR,
-                f"<size> says {annotation.width}x{annotation.height} but {image.path.name} decodes to "
+                f"{says} {annotation.width}x{annotation.height} but {image.path.name} decodes to "
                 f"{width}x{height} (after EXIF orientation){hint}",
             )
         )
-        return annotation, problems
+        return annotation, _naming_the_image(problems, labels)
     kept = []
     slack_x, slack_y = CLIP_TOLERANCE * width, CLIP_TOLERANCE * height
     for index, obj in enumerate(annotation.objects, start=1):
+        label = object_labels[index - 1] if index <= len(object_labels) else f"object {index}"
         xmin, ymin, xmax, ymax = obj.xmin, obj.ymin, obj.xmax, obj.ymax
         if xmax <= xmin or ymax <= ymin:
             problems.append(
-                Problem(source, "empty-box", ERROR, f"{_describe(index, obj)} has zero or negative area")
+                Problem(source, "empty-box", ERROR, f"{_describe(label, obj)} has zero or negative area")
             )
             continue
         if xmin < -slack_x or ymin < -slack_y or xmax > width + slack_x or ymax > height + slack_y:
@@ -131,7 +157,7 @@ def check_objects(
                     source,
                     "box-outside-image",
                     ERROR,
-                    f"{_describe(index, obj)} lies outside the {width}x{height} image",
+                    f"{_describe(label, obj)} lies outside the {width}x{height} image",
                 )
             )
             continue
@@ -147,7 +173,7 @@ def check_objects(
             if clipped.xmax <= clipped.xmin or clipped.ymax <= clipped.ymin:
                 problems.append(
                     Problem(
-                        source, "empty-box", ERROR, f"{_describe(index, obj)} has no area inside the image"
+                        source, "empty-box", ERROR, f"{_describe(label, obj)} has no area inside the image"
                     )
                 )
                 continue
@@ -156,7 +182,7 @@ def check_objects(
                     source,
                     "box-clipped",
                     WARNING,
-                    f"{_describe(index, obj)} overshoots the {width}x{height} image; clipped",
+                    f"{_describe(label, obj)} overshoots the {width}x{height} image; clipped",
                 )
             )
         if input_size is not None:
@@ -168,13 +194,13 @@ def check_objects(
                         source,
                         "small-object",
                         INFO,
-                        f"{_describe(index, obj)} is {scaled_w:.1f}x{scaled_h:.1f} px at input size "
+                        f"{_describe(label, obj)} is {scaled_w:.1f}x{scaled_h:.1f} px at input size "
                         f"{input_size[0]}x{input_size[1]}; hard to detect",
                     )
                 )
         kept.append(clipped)
     if any(p.severity == ERROR for p in problems):
-        return annotation, problems
+        return annotation, _naming_the_image(problems, labels)
     if not annotation.objects:
         problems.append(
             Problem(source, "no-objects", INFO, "no objects: kept as a negative (background) image")
@@ -182,12 +208,19 @@ def check_objects(
     checked = VocAnnotation(
         annotation.xml_path, annotation.filename, width, height, annotation.depth, tuple(kept)
     )
-    return checked, problems
+    return checked, _naming_the_image(problems, labels)
 
 
-def _describe(index: int, obj) -> str:
+def _naming_the_image(problems: list[Problem], labels: ReadLabels | None) -> list[Problem]:
+    """Problems whose message starts with where the image is in a label file shared by many (COCO's json)."""
+    if labels is None or not labels.where:
+        return problems
+    return [replace(p, message=f"{labels.where}: {p.message}") for p in problems]
+
+
+def _describe(label: str, obj) -> str:
     return (
-        f"object {index} ({obj.name!r}) box "
+        f"{label} ({obj.name!r}) box "
         f"[xmin={obj.xmin:g}, ymin={obj.ymin:g}, xmax={obj.xmax:g}, ymax={obj.ymax:g}]"
     )
 
@@ -235,10 +268,13 @@ def _check_pair(
 ) -> tuple[PairCheck, bytes | None]:
     problems: list[Problem] = []
     annotation = image = data = None
-    try:
-        annotation = parse_voc_xml(pair.xml_path)
-    except ProblemError as exc:
-        problems.append(exc.to_problem())
+    if pair.labels is not None:  # COCO, YOLO: read with the whole dataset
+        annotation = pair.labels.annotation
+    else:
+        try:
+            annotation = parse_voc_xml(pair.xml_path)
+        except ProblemError as exc:
+            problems.append(exc.to_problem())
     try:
         image, data = inspect(pair.image_path)
         problems += image_problems(image)
@@ -246,7 +282,9 @@ def _check_pair(
         problems.append(exc.to_problem())
     if annotation is None or image is None:
         return PairCheck(None, problems), None
-    annotation, object_problems = check_objects(annotation, image, pair.xml_path, input_size)
+    if pair.labels is not None and pair.labels.normalized:
+        annotation = scale_normalized(annotation, image.width, image.height)
+    annotation, object_problems = check_objects(annotation, image, pair.xml_path, input_size, pair.labels)
     problems += object_problems
     if any(p.severity == ERROR for p in problems):
         return PairCheck(None, problems), None
@@ -281,8 +319,9 @@ class ValidationReport:
         annotations_dir: the separate annotation folder, if any.
         pairs: the pairs without errors (what ``split`` and ``tfrecord`` will use), sorted by stem.
         problems: every problem, errors first.
-        images_found: number of image files seen.
+        images_found: number of image files seen (COCO: image entries of the json).
         class_counts: objects per class over ``pairs``, sorted by class name.
+        format: the annotation format read: ``voc``, ``coco`` or ``yolo``.
     """
 
     data_dir: Path
@@ -291,6 +330,7 @@ class ValidationReport:
     problems: list[Problem]
     images_found: int
     class_counts: dict[str, int] = field(default_factory=dict)
+    format: str = "voc"
 
     @property
     def errors(self) -> list[Problem]:
@@ -328,6 +368,7 @@ class ValidationReport:
         return {
             "data_dir": str(self.data_dir),
             "annotations_dir": None if self.annotations_dir is None else str(self.annotations_dir),
+            "format": self.format,
             "ok": self.ok,
             "images_found": self.images_found,
             "valid_images": len(self.pairs),
@@ -381,21 +422,25 @@ def validate(
     annotations: str | Path | None = None,
     input_size: int | tuple[int, int] | None = None,
     workers: int | None = None,
+    format: str | None = None,
 ) -> ValidationReport:
-    """Check a folder of images and Pascal VOC xml files; report every problem instead of stopping.
+    """Check a folder of labelled images (Pascal VOC, COCO JSON or YOLO); report every problem instead of stopping.
 
     Args:
         data_dir: the folder (subfolders are searched; ``.jpg .jpeg .png`` in any case).
-        annotations: a separate folder of xml files (``Annotations/``), if they are not beside the images.
+        annotations: a separate folder of xml files (``Annotations/``), if they are not beside the images (VOC).
         input_size: the model's input size (``N`` or ``(height, width)``); adds a note for objects that would be
             under 6 px there.
         workers: threads decoding images (default: up to 8, one per core).
+        format: ``voc``, ``coco`` or ``yolo``; None detects it from the folder
+            (:func:`~spaghettinet.data.formats.detect_format`).
 
     Returns:
         A :class:`ValidationReport`; ``report.ok`` is False when any error was found.
 
     Raises:
-        UsageError: ``data_dir`` or ``annotations`` is not a folder.
+        UsageError: ``data_dir`` or ``annotations`` is not a folder, an unknown format, or a folder holding
+            several formats without ``format``.
 
     Example:
         >>> report = validate("all_images_here")
@@ -404,18 +449,24 @@ def validate(
     """
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
-    scan = find_pairs(data_dir, annotations)
-    checked, pair_problems = check_pairs(scan.pairs, full_decode=True, input_size=input_size, workers=workers)
-    problems = pairing_problems(scan) + pair_problems
+    data_format = resolve_format(data_dir, format, annotations)
+    if data_format == "voc":
+        scan = find_pairs(data_dir, annotations)
+        pairs, reading_problems = scan.pairs, pairing_problems(scan)
+        images_found = (
+            len(scan.pairs)
+            + len(scan.images_without_xml)
+            + sum(1 for paths in scan.duplicate_stems.values() for p in paths if p.suffix.lower() != ".xml")
+            + sum(1 for path, _ in scan.unreadable if path.suffix.lower() in IMAGE_EXTENSIONS)
+        )
+    else:
+        labelled = read_labelled_images(data_dir, data_format)
+        pairs, reading_problems, images_found = labelled.pairs, labelled.problems, labelled.images_found
+    checked, pair_problems = check_pairs(pairs, full_decode=True, input_size=input_size, workers=workers)
+    problems = reading_problems + pair_problems
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     problems.sort(key=lambda p: (order[p.severity], str(p.file)))
     counts = Counter(obj.name for pair in checked for obj in pair.annotation.objects)
-    images_found = (
-        len(scan.pairs)
-        + len(scan.images_without_xml)
-        + sum(1 for paths in scan.duplicate_stems.values() for p in paths if p.suffix.lower() != ".xml")
-        + sum(1 for path, _ in scan.unreadable if path.suffix.lower() in IMAGE_EXTENSIONS)
-    )
     return ValidationReport(
         data_dir=Path(data_dir),
         annotations_dir=None if annotations is None else Path(annotations),
@@ -423,6 +474,7 @@ def validate(
         problems=problems,
         images_found=images_found,
         class_counts=dict(sorted(counts.items())),
+        format=data_format,
     )
 
 

@@ -73,12 +73,44 @@ class VocAnnotation:
 
 
 @dataclass(frozen=True)
+class ReadLabels:
+    """An image's labels read from a COCO json or a YOLO txt (a VOC xml is read later, by validation).
+
+    Args:
+        annotation: the objects, as VOC records. Pixel corners, except with ``normalized``.
+        normalized: YOLO: corners are fractions of the image size, scaled once the image is decoded (YOLO files
+            do not say the size).
+        where: names the image inside a label file shared by many (COCO: ``"image 'a.jpg' (id 3)"``), put in
+            front of every problem about its objects; empty when the label file is the image's own.
+        object_labels: what to call each object in messages (``"annotation 17"``, ``"line 3"``), in order;
+            empty: ``"object N"``.
+        size_field: what holds the image size in the label file (``"width and height"``), for messages; None
+            when the format has none (YOLO).
+    """
+
+    annotation: VocAnnotation
+    normalized: bool = False
+    where: str = ""
+    object_labels: tuple[str, ...] = ()
+    size_field: str | None = None
+
+
+@dataclass(frozen=True)
 class ImageXmlPair:
-    """An image and its annotation file, matched by stem."""
+    """An image and its annotation file, matched by stem.
+
+    Args:
+        stem: the image's file stem (unique in a dataset: the split names its files by it).
+        image_path: the image.
+        xml_path: the annotation file: the VOC xml, or for the other formats the file its labels came from (the
+            COCO json, the YOLO txt), which problems name.
+        labels: the labels already read (COCO, YOLO); None for VOC, whose xml validation parses.
+    """
 
     stem: str
     image_path: Path
     xml_path: Path
+    labels: ReadLabels | None = None
 
 
 @dataclass
@@ -270,6 +302,33 @@ def _optional_int(element: ElementTree.Element | None, tag: str, path: Path) -> 
     return int(value)
 
 
+def read_capped(path: Path, limit: int, kind: str, what: str, note: str = "") -> bytes:
+    """A label file's bytes, reading at most ``limit`` + 1 of them, or a ProblemError naming it.
+
+    Args:
+        path: the file.
+        limit: the most bytes accepted.
+        kind: the problem kind of a larger file (``"xml-too-large"``).
+        what: what the file is, for that message (``"xml file"``, ``"YOLO label file"``).
+        note: said after the limit (``" (a VOC annotation is a few KB)"``).
+
+    Raises:
+        ProblemError (a DataError): the file cannot be read (``unreadable-file``) or is over ``limit`` bytes.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ProblemError("unreadable-file", f"cannot read the file: {_reason(exc)}", path) from None
+    if len(data) > limit:
+        raise ProblemError(
+            kind,
+            f"refused: the {what} is over {limit // (1024 * 1024)} MiB{note}; is it the right file?",
+            path,
+        )
+    return data
+
+
 def read_xml_root(path: str | Path) -> ElementTree.Element:
     """Read an xml file safely (defusedxml) and return its root element.
 
@@ -278,18 +337,7 @@ def read_xml_root(path: str | Path) -> ElementTree.Element:
             or uses entities / external references.
     """
     path = path if isinstance(path, Path) else Path(path)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_XML_BYTES + 1)
-    except OSError as exc:
-        raise ProblemError("unreadable-file", f"cannot read the file: {_reason(exc)}", path) from None
-    if len(data) > MAX_XML_BYTES:
-        raise ProblemError(
-            "xml-too-large",
-            f"refused: the xml file is over {MAX_XML_BYTES // (1024 * 1024)} MiB (a VOC annotation is a few KB); "
-            "is it the right file?",
-            path,
-        )
+    data = read_capped(path, MAX_XML_BYTES, "xml-too-large", "xml file", " (a VOC annotation is a few KB)")
     if not data.strip():
         raise ProblemError("unparseable-xml", "the xml file is empty", path)
     # Always defusedxml, even for files without a DOCTYPE: a fast path around it saved about 28 us per file
@@ -390,7 +438,8 @@ def _object_label(index: int, name: str | None) -> str:
 
 
 def _format_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+    # repr is the shortest text that reads back as the same float: a converted box keeps every bit.
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def voc_xml_text(
