@@ -1,4 +1,8 @@
-"""The whole chain in one call: ``run`` (a VOC folder → an int8 model and a report) and ``demo``.
+"""The whole chain in one call: ``run`` (a labelled folder → an int8 model and a report) and ``demo``.
+
+The folder holds Pascal VOC, COCO JSON or YOLO labels, detected from its files or forced with ``format`` (see
+:mod:`spaghettinet.data.formats`); validation reads each into the same records and the split writes the seed's VOC
+layout, so every later stage is the same for all three.
 
 :func:`run` goes through the stages of :data:`STAGES` in order, in the seed's workdir layout::
 
@@ -63,6 +67,7 @@ class RunSettings:
     data_dir: Path
     workdir: Path
     annotations: Path | None = None
+    format: str | None = None
     variant: str = "s"
     input_size: int = 320
     steps: int | None = None
@@ -207,7 +212,9 @@ class StageUnavailable(Exception):
 def _validate(settings: RunSettings, log) -> str:
     from spaghettinet.data.validate import validate
 
-    report = validate(settings.data_dir, settings.annotations, input_size=settings.input_size)
+    report = validate(
+        settings.data_dir, settings.annotations, input_size=settings.input_size, format=settings.format
+    )
     errors = report.errors
     left_out = report.images_found - len(report.pairs)
     summary = report.to_dict() | {
@@ -244,9 +251,10 @@ def _validate(settings: RunSettings, log) -> str:
             log(f"  left out: {problem.file}: {problem.message}")
     classes = ", ".join(f"{name} {count}" for name, count in report.class_counts.items())
     excluded = f", {left_out} left out" if errors else ""
+    read_as = "" if report.format == "voc" else f" ({report.format})"
     return (
-        f"{len(report.pairs)} images, {report.num_objects} objects ({classes}), {len(report.warnings)} warnings"
-        f"{excluded}"
+        f"{len(report.pairs)} images{read_as}, {report.num_objects} objects ({classes}), "
+        f"{len(report.warnings)} warnings{excluded}"
     )
 
 
@@ -259,6 +267,7 @@ def _split(settings: RunSettings, log) -> str:
         test_fraction=settings.test_fraction,
         seed=settings.seed,
         annotations=settings.annotations,
+        format=settings.format,
     )
     return f"{len(result.train)} train, {len(result.test)} test images"
 
@@ -489,7 +498,7 @@ def write_run_report(workdir: str | Path, out: str | Path | None = None):
 def _settings_table(settings: RunSettings) -> dict[str, str]:
     return {
         "data": str(settings.data_dir),
-        "annotations": str(settings.annotations) if settings.annotations else "beside the images",
+        "annotations": _annotations_words(settings),
         "variant": f"spaghettinet_edgetpu_{settings.variant}",
         "input size": f"{settings.input_size}×{settings.input_size}",
         "steps": str(settings.steps) if settings.steps else "from the data size",
@@ -498,6 +507,14 @@ def _settings_table(settings: RunSettings) -> dict[str, str]:
         "test fraction": str(settings.test_fraction),
         "seed": str(settings.seed),
     }
+
+
+def _annotations_words(settings: RunSettings) -> str:
+    if settings.format in ("coco", "yolo"):
+        return {"coco": "COCO json in the folder", "yolo": "YOLO labels/ and class names in the folder"}[
+            settings.format
+        ]
+    return str(settings.annotations) if settings.annotations else "beside the images"
 
 
 def test_pictures(workdir: Path, inputs) -> list:
@@ -573,8 +590,9 @@ STAGES: tuple[Stage, ...] = (
         _data_inputs,
         lambda s: [s.images / "validation.json"],
         # input_size only adds notes about tiny objects: not worth redoing the data stages for. strict is: a run
-        # that went on without broken pairs must stop at them when asked to be strict.
-        lambda s: {"strict": s.strict},
+        # that went on without broken pairs must stop at them when asked to be strict. The format is, when it is
+        # not VOC (left out for VOC so that workdirs made before formats existed stay up to date).
+        lambda s: {"strict": s.strict} | ({"format": s.format} if s.format not in (None, "voc") else {}),
         _validate,
     ),
     Stage(
@@ -738,6 +756,7 @@ def run(
     from_scratch: bool = False,
     zoo_sha256: str | None = None,
     annotations: str | Path | None = None,
+    format: str | None = None,
     time_budget: str | float | None = None,
     batch_size: int | None = None,
     test_fraction: float = 0.2,
@@ -753,7 +772,8 @@ def run(
     show_progress: bool = True,
     strict: bool = False,
 ) -> RunResult:
-    """Take a folder of Pascal VOC labelled photos to an int8 ``.tflite`` and a report, skipping finished stages.
+    """Take a folder of labelled photos (Pascal VOC, COCO JSON or YOLO) to an int8 ``.tflite`` and a report,
+    skipping finished stages.
 
     Stages: validate → split → xml2csv → labelmap → tfrecord → config → train (QAT after 10 % of the steps) →
     evaluate → export → latency → report.
@@ -764,7 +784,8 @@ def run(
     training starts from scratch.
 
     Args:
-        data_dir: the folder of photos and ``.xml`` files (or photos only, with ``annotations``).
+        data_dir: the folder of photos and ``.xml`` files (or photos only, with ``annotations``), or a COCO or
+            YOLO dataset folder.
         workdir: the run's folder (the seed's layout is created inside).
         variant: SpaghettiNet-EdgeTPU ``s``, ``m`` or ``l``.
         input_size: side of the square model input.
@@ -774,6 +795,7 @@ def run(
         zoo_sha256: the sha256 the zoo tarball must have (default: ``$SPAGHETTINET_ZOO_SHA256_<V>``, else the
             hash recorded at its first download).
         annotations: a separate folder of ``.xml`` files.
+        format: ``voc``, ``coco`` or ``yolo``; None detects it from the folder.
         time_budget: stop training when this wall-clock time is spent (``"20m"``, seconds).
         batch_size: training batch size (default: from the data size).
         test_fraction / seed: the split.
@@ -809,6 +831,7 @@ def run(
         data_dir=Path(data_dir),
         workdir=Path(workdir),
         annotations=None if annotations is None else Path(annotations),
+        format=format,
         variant=check_variant(variant),
         input_size=int(input_size),
         steps=steps,
@@ -877,6 +900,9 @@ def _check_arguments(settings: RunSettings, until: str | None, force: Sequence[s
         raise UsageError("is not a folder of labelled photos", settings.data_dir)
     if settings.annotations is not None and not settings.annotations.is_dir():
         raise UsageError("--annotations is not a folder", settings.annotations)
+    from spaghettinet.data.formats import resolve_format
+
+    settings.format = resolve_format(settings.data_dir, settings.format, settings.annotations)
     unknown = [name for name in ([until] if until else []) + list(force) if name not in STAGE_NAMES]
     if unknown:
         raise UsageError(f"unknown stage {', '.join(unknown)}; stages are {', '.join(STAGE_NAMES)}")

@@ -102,7 +102,9 @@ def _print_result(result) -> None:
 
 
 def run_command(
-    data_dir: Path = typer.Argument(..., help="Folder of photos with their Pascal VOC .xml files."),
+    data_dir: Path = typer.Argument(
+        ..., help="Folder of labelled photos: Pascal VOC .xml beside them, a COCO json, or YOLO labels/."
+    ),
     workdir: Path = typer.Option(..., "--workdir", "-w", help="Folder for everything the run writes."),
     variant: str = typer.Option("s", "--variant", help="SpaghettiNet-EdgeTPU variant: s, m or l."),
     input_size: int = typer.Option(320, "--input-size", help="Side of the square model input."),
@@ -121,6 +123,9 @@ def run_command(
         None, "--sha256", help="The sha256 the zoo's checkpoint tarball must have (pins the default start)."
     ),
     annotations: Path | None = typer.Option(None, "--annotations", help="Separate folder of .xml files."),
+    data_format: str | None = typer.Option(
+        None, "--format", help="Annotation format: voc, coco or yolo (default: detected from the folder)."
+    ),
     time_budget: str | None = typer.Option(None, "--time-budget", help="Stop training after e.g. 20m or 1h."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Training batch size."),
     quantize: str = typer.Option("auto", "--quantize", help="auto, qat, ptq or none."),
@@ -151,6 +156,7 @@ def run_command(
         from_scratch=from_scratch,
         zoo_sha256=sha256,
         annotations=annotations,
+        format=data_format,
         time_budget=time_budget,
         batch_size=batch_size,
         quantize=quantize,
