@@ -135,9 +135,9 @@ def detect_format(data_dir: str | Path) -> Detection:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UsageError("is not a folder (expected a folder of labelled images)", data_dir)
-    found: dict[str, list[str]] = {name: [] for name in FORMATS}
-    for root, folders, files in os.walk(data_dir):
-        folders[:] = sorted(f for f in folders if not f.startswith(".") and not os.path.islink(Path(root, f)))
+    found: dict[str, str] = {}  # format -> the first file that shows it
+    for root, folders, files in os.walk(data_dir):  # symlinked folders are listed but not entered
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
         relative_root = PurePosixPath(Path(root).relative_to(data_dir).as_posix())
         for name in sorted(files):
             if name.startswith("."):
@@ -145,14 +145,14 @@ def detect_format(data_dir: str | Path) -> Detection:
             relative = relative_root / name
             suffix = relative.suffix.lower()
             if suffix == ".xml":
-                found["voc"].append(str(relative))
-            elif suffix == ".json" and looks_like_coco_json(Path(root, name)):
-                found["coco"].append(str(relative))
+                found.setdefault("voc", str(relative))
+            elif suffix == ".json" and "coco" not in found and looks_like_coco_json(Path(root, name)):
+                found["coco"] = str(relative)
             elif is_yolo_label(relative):
-                found["yolo"].append(str(relative))
-        if all(found.values()):
+                found.setdefault("yolo", str(relative))
+        if len(found) == len(FORMATS):
             break
-    present = [name for name in FORMATS if found[name]]
+    present = [name for name in FORMATS if name in found]
     evidence = {
         "voc": "Pascal VOC .xml files",
         "coco": "a COCO json",
@@ -161,14 +161,14 @@ def detect_format(data_dir: str | Path) -> Detection:
     if not present:
         return Detection("voc", "no .xml, COCO json or YOLO labels found: read as a VOC folder")
     if len(present) > 1:
-        listing = "; ".join(f"{evidence[name]} ({found[name][0]})" for name in present)
+        listing = "; ".join(f"{evidence[name]} ({found[name]})" for name in present)
         raise UsageError(
             f"holds more than one annotation format: {listing}. Say which to read with --format "
             f"{'|'.join(FORMATS)}",
             data_dir,
         )
     name = present[0]
-    return Detection(name, f"{evidence[name]} found ({found[name][0]})")
+    return Detection(name, f"{evidence[name]} found ({found[name]})")
 
 
 def resolve_format(
