@@ -9,9 +9,16 @@ import pytest
 from PIL import Image
 
 from spaghettinet.evaluation.visualize import (
+    CONFUSED_COLOUR,
+    CORRECT_COLOUR,
+    FALSE_COLOUR,
+    MISSED_COLOUR,
     class_colour,
+    confusion_matrix_png,
     draw_detections,
+    draw_errors,
     image_grid,
+    label_distribution_png,
     line_chart_png,
     plain_label,
     precision_recall_png,
@@ -134,3 +141,49 @@ def test_precision_recall_png_draws_each_class_in_its_colour():
     for index in range(2):
         # Antialiasing blends line pixels a little with the white background: allow a few levels per channel.
         assert np.abs(pixels - np.array(class_colour(index))).max(axis=1).min() <= 8
+
+
+def _has_colour(pixels: np.ndarray, colour) -> bool:
+    return bool(np.all(pixels == np.array(colour), axis=-1).any())
+
+
+def test_draw_errors_draws_each_outcome_in_its_own_colour_and_line():
+    image = _grey((400, 200))
+    true_boxes = [[0.1, 0.05, 0.4, 0.25], [0.1, 0.4, 0.4, 0.6], [0.6, 0.05, 0.9, 0.25]]
+    # Object 0 found (class 0), object 1 detected as class 1 (it is class 0), object 2 missed, one false detection.
+    boxes = [[0.1, 0.05, 0.4, 0.25], [0.1, 0.4, 0.4, 0.6], [0.6, 0.7, 0.9, 0.95]]
+    out = draw_errors(image, true_boxes, [0, 0, 1], boxes, [0, 1, 1], [0.9, 0.8, 0.7], ["a", "b"], 0.5)
+    pixels = np.asarray(out)
+    for colour in (CORRECT_COLOUR, CONFUSED_COLOUR, FALSE_COLOUR, MISSED_COLOUR):
+        assert _has_colour(pixels, colour), colour
+    # The missed object's box is dashed: its bottom edge is partly drawn, partly not.
+    bottom = round(0.9 * 199)
+    edge = np.all(pixels[bottom - 1 : bottom + 2, 30:90] == MISSED_COLOUR, axis=-1).any(axis=0)
+    assert edge.any() and not edge.all()
+    # The false detection's bottom edge is solid red.
+    assert np.all(pixels[bottom, 290:370] == FALSE_COLOUR)
+
+
+def test_draw_errors_ignores_detections_below_the_threshold():
+    image = _grey()
+    out = draw_errors(image, [], [], [[0.1, 0.1, 0.5, 0.5]], [0], [0.2], ["a"], score_threshold=0.5)
+    assert not _changed_mask(image, out).any()
+
+
+def test_confusion_matrix_png_renders_hostile_labels_and_checks_its_shape():
+    png = confusion_matrix_png([[3, 1, 0], [0, 2, 1], [1, 0, 0]], ["$x$", "<b>", "background"], title="a$b")
+    assert _decode_png(png).width > 300
+    with pytest.raises(ValueError, match="3x3"):
+        confusion_matrix_png([[1, 2]], ["a", "b", "c"])
+
+
+def test_label_distribution_png_draws_each_class_in_its_colour():
+    rng = np.random.default_rng(0)
+    corner = rng.uniform(0.1, 0.5, (50, 2))
+    boxes = np.concatenate([corner, corner + 0.2], axis=1)
+    png = label_distribution_png({"a$b": boxes, "c": boxes[:5] * 0.5, "empty": np.zeros((0, 4))})
+    pixels = np.asarray(_decode_png(png).convert("RGB")).reshape(-1, 3).astype(np.int16)
+    for index in range(2):
+        # Points are drawn half transparent over white: their colour mixed with white is on the picture.
+        blended = (np.array(class_colour(index)) * 0.6 + 255 * 0.4).astype(np.int16)
+        assert np.abs(pixels - blended).max(axis=1).min() <= 12

@@ -3,9 +3,12 @@
 Two kinds of output:
 
 * PIL images: :func:`draw_detections` draws predicted boxes (solid, labelled "name 0.87" on a filled tag) and, if
-  given, ground-truth boxes (thin dashed) on a copy of an image; :func:`image_grid` tiles pictures into one.
-* PNG bytes of matplotlib figures: :func:`line_chart_png` (loss and learning-rate curves) and
-  :func:`precision_recall_png` (one curve per class). matplotlib is imported lazily and only through its
+  given, ground-truth boxes (thin dashed) on a copy of an image; :func:`draw_errors` draws what a detector got
+  wrong (missed objects, false and confused detections, each its own colour and line); :func:`image_grid` tiles
+  pictures into one.
+* PNG bytes of matplotlib figures: :func:`line_chart_png` (loss and learning-rate curves),
+  :func:`precision_recall_png` (one curve per class), :func:`confusion_matrix_png` and
+  :func:`label_distribution_png` (sizes and positions of the labelled boxes per class). matplotlib is imported lazily and only through its
   object-oriented API with the Agg canvas, so nothing here touches pyplot's global state or needs a display.
 
 Class names come from annotation files, which are untrusted. They are drawn as plain text only: control characters
@@ -21,6 +24,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from spaghettinet.evaluation.confusion import match_image
 
 # Longest class name drawn on a picture; longer ones end in an ellipsis so a tag never hides the whole image.
 MAX_LABEL_CHARS = 40
@@ -234,12 +239,97 @@ def draw_detections(
         colour = class_colour(classes_array[index])
         draw.rectangle(rect, outline=colour, width=line_width)
         label = f"{class_label(classes_array[index], class_names)} {score:.2f}"
-        text_left, text_top, text_right, text_bottom = draw.textbbox((0, 0), label, font=font)
-        tag_width, tag_height = text_right - text_left + 4, text_bottom - min(text_top, 0) + 4
-        tag_x = min(max(rect[0], 0), max(width - tag_width, 0))
-        tag_y = rect[1] - tag_height if rect[1] - tag_height >= 0 else rect[1]
-        draw.rectangle((tag_x, tag_y, tag_x + tag_width, tag_y + tag_height), fill=colour)
-        draw.text((tag_x + 2 - text_left, tag_y + 2), label, fill=_text_colour(colour), font=font)
+        _draw_tag(draw, rect, label, colour, font, width)
+    return canvas
+
+
+def _draw_tag(draw: ImageDraw.ImageDraw, rect, label: str, colour, font, image_width: int) -> None:
+    """A filled tag with ``label`` above the box ``rect`` (inside it when the box touches the top edge)."""
+    text_left, text_top, text_right, text_bottom = draw.textbbox((0, 0), label, font=font)
+    tag_width, tag_height = text_right - text_left + 4, text_bottom - min(text_top, 0) + 4
+    tag_x = min(max(rect[0], 0), max(image_width - tag_width, 0))
+    tag_y = rect[1] - tag_height if rect[1] - tag_height >= 0 else rect[1]
+    draw.rectangle((tag_x, tag_y, tag_x + tag_width, tag_y + tag_height), fill=colour)
+    draw.text((tag_x + 2 - text_left, tag_y + 2), label, fill=_text_colour(colour), font=font)
+
+
+#: Colours of :func:`draw_errors`, by outcome rather than by class, so errors stand out whatever the class.
+MISSED_COLOUR = (0, 90, 255)
+FALSE_COLOUR = (230, 0, 0)
+CONFUSED_COLOUR = (255, 140, 0)
+CORRECT_COLOUR = (0, 160, 0)
+
+
+def draw_errors(
+    image: Image.Image,
+    true_boxes,
+    true_classes,
+    boxes,
+    classes,
+    scores,
+    class_names: Sequence[str],
+    score_threshold: float = 0.0,
+) -> Image.Image:
+    """Draw what a detector got wrong on a copy of ``image``: missed objects, false and confused detections.
+
+    Detections at or above ``score_threshold`` are matched to the objects as the confusion matrix does
+    (:func:`spaghettinet.evaluation.confusion.match_image`). Missed objects are thick dashed blue boxes tagged
+    "missed <class>"; false detections (on no object) solid red boxes tagged "<class> <score>"; detections of the
+    wrong class solid orange boxes tagged "<class> <score> (is <true class>)"; correct detections thin green boxes
+    without a tag.
+
+    Args:
+        image: the picture (not modified).
+        true_boxes / true_classes: ``[M, 4]`` yxyx normalized objects and their ``[M]`` 0-based classes.
+        boxes / classes / scores: ``[N, 4]`` detections, their ``[N]`` 0-based classes and scores.
+        class_names: names indexed by 0-based class.
+        score_threshold: detections below it are not drawn (nor matched).
+
+    Returns:
+        A new RGB image the size of ``image``.
+
+    Example:
+        >>> out = draw_errors(Image.new("RGB", (64, 64)), [[0.1, 0.1, 0.5, 0.5]], [0], [], [], [], ["cat"])
+        >>> out.size
+        (64, 64)
+    """
+    canvas = image.convert("RGB")
+    width, height = canvas.size
+    truth = _as_array(true_boxes, "true_boxes", 4)
+    found = _as_array(boxes, "boxes", 4)
+    match = match_image(truth, true_classes, found, classes, scores, score_threshold)
+    draw = ImageDraw.Draw(canvas)
+    short_side = min(width, height)
+    line_width = max(2, round(short_side / 120))
+    font = _font(max(10, round(short_side / 26)))
+    found_scores = _as_array(scores, "scores")
+    # Correct ones first and thin, so the errors are drawn over them.
+    for position, obj in enumerate(match.detection_match):
+        if obj >= 0 and match.detection_classes[position] == match.true_classes[obj]:
+            rect = _box_pixels(found[match.detection_indices[position]], width, height)
+            if rect is not None:
+                draw.rectangle(rect, outline=CORRECT_COLOUR, width=max(1, line_width // 2))
+    for obj in np.flatnonzero(match.object_match < 0):
+        rect = _box_pixels(truth[obj], width, height)
+        if rect is not None:
+            _dashed_rectangle(draw, rect, MISSED_COLOUR, line_width, dash=max(3, line_width * 2))
+            label = f"missed {class_label(match.true_classes[obj], class_names)}"
+            _draw_tag(draw, rect, label, MISSED_COLOUR, font, width)
+    for position, obj in enumerate(match.detection_match):
+        index = match.detection_indices[position]
+        predicted = match.detection_classes[position]
+        if obj >= 0 and predicted == match.true_classes[obj]:
+            continue
+        rect = _box_pixels(found[index], width, height)
+        if rect is None:
+            continue
+        label = f"{class_label(predicted, class_names)} {found_scores[index]:.2f}"
+        colour = FALSE_COLOUR
+        if obj >= 0:
+            colour = CONFUSED_COLOUR
+            label += f" (is {class_label(match.true_classes[obj], class_names)})"
+        draw.rectangle(rect, outline=colour, width=line_width)
+        _draw_tag(draw, rect, label, colour, font, width)
     return canvas
 
 
@@ -424,4 +514,127 @@ def precision_recall_png(
     axes.grid(True, alpha=0.3)
     if handles:
         axes.legend(handles, labels, fontsize="small", loc="lower left")
+    return _figure_png(figure)
+
+
+def confusion_matrix_png(counts, labels: Sequence[str], title: str = "Confusion matrix") -> bytes:
+    """Plot a confusion matrix (rows: true class, columns: predicted class) and return the PNG bytes.
+
+    Each row is coloured by its share of the row's total (so a class with few objects is as visible as a large
+    one) and every cell shows its count, when there are at most 20 rows. The last row and column are usually
+    "background": missed objects and false detections.
+
+    Args:
+        counts: ``[L, L]`` non-negative counts.
+        labels: the ``L`` row and column names (untrusted, drawn as plain text).
+        title: the chart title.
+
+    Returns:
+        PNG bytes.
+
+    Example:
+        >>> png = confusion_matrix_png([[3, 1], [2, 0]], ["cat", "background"])
+        >>> png[:4] == b"\\x89PNG"
+        True
+    """
+    matrix = np.asarray(counts, dtype=np.float64)
+    size = len(labels)
+    if matrix.shape != (size, size):
+        raise ValueError(f"counts must be {size}x{size} for {size} labels, got {matrix.shape}")
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    side = min(12.0, max(4.8, 0.55 * size + 2.4))
+    figure = _new_figure((side + 1.0, side))
+    axes = figure.add_subplot()
+    shown = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    names = [mathtext_safe(plain_label(label, max_chars=24)) for label in labels]
+    axes.set_xticks(range(size), names, rotation=45, ha="right", fontsize="small")
+    axes.set_yticks(range(size), names, fontsize="small")
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(mathtext_safe(title))
+    if size <= 20:
+        for row in range(size):
+            for column in range(size):
+                if matrix[row, column]:
+                    axes.text(
+                        column,
+                        row,
+                        str(int(matrix[row, column])),
+                        ha="center",
+                        va="center",
+                        fontsize="medium" if size <= 10 else "small",
+                        color="white" if shares[row, column] > 0.6 else "black",
+                    )
+    colourbar = figure.colorbar(shown, ax=axes, shrink=0.8)
+    colourbar.set_label("share of the row")
+    return _figure_png(figure)
+
+
+#: Points per class drawn in :func:`label_distribution_png`; more only blot the picture (a fixed sample is drawn).
+MAX_POINTS_PER_CLASS = 2000
+
+
+def label_distribution_png(
+    boxes_by_class: Mapping[str, Sequence[Sequence[float]]],
+    title: str = "Training labels",
+) -> bytes:
+    """Plot the sizes and the positions of labelled boxes, one colour per class, and return the PNG bytes.
+
+    Left: box width against height as fractions of the image (log scales, so small objects spread out). Right:
+    box centres in the image (y pointing down, as in the photo).
+
+    Args:
+        boxes_by_class: class name → ``[M, 4]`` yxyx normalized boxes; colours follow the mapping's order, as
+            :func:`class_colour` of the position.
+        title: the figure title.
+
+    Returns:
+        PNG bytes.
+
+    Example:
+        >>> png = label_distribution_png({"cat": [[0.1, 0.1, 0.5, 0.4]]})
+        >>> png[:4] == b"\\x89PNG"
+        True
+    """
+    figure = _new_figure((10.0, 4.4))
+    size_axes, place_axes = figure.subplots(1, 2)
+    rng = np.random.default_rng(0)
+    handles, labels = [], []
+    for index, (name, boxes) in enumerate(boxes_by_class.items()):
+        array = _as_array(boxes, "boxes", 4)
+        array = array[np.all(np.isfinite(array), axis=1)]
+        if len(array) > MAX_POINTS_PER_CLASS:
+            array = array[rng.choice(len(array), MAX_POINTS_PER_CLASS, replace=False)]
+        heights = np.clip(array[:, 2] - array[:, 0], 1e-4, 1.0)
+        widths = np.clip(array[:, 3] - array[:, 1], 1e-4, 1.0)
+        centre_y = (array[:, 0] + array[:, 2]) / 2
+        centre_x = (array[:, 1] + array[:, 3]) / 2
+        colour = tuple(channel / 255 for channel in class_colour(index))
+        points = size_axes.scatter(widths, heights, s=9, color=colour, alpha=0.6, linewidths=0)
+        place_axes.scatter(centre_x, centre_y, s=9, color=colour, alpha=0.6, linewidths=0)
+        handles.append(points)
+        labels.append(f"{mathtext_safe(name)} ({len(_as_array(boxes, 'boxes', 4))})")
+    if not handles:
+        size_axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=size_axes.transAxes)
+    else:
+        size_axes.set_xscale("log")
+        size_axes.set_yscale("log")
+    size_axes.set_xlim(5e-3, 1.05)
+    size_axes.set_ylim(5e-3, 1.05)
+    size_axes.set_xlabel("box width / image width")
+    size_axes.set_ylabel("box height / image height")
+    size_axes.set_title("Box sizes")
+    size_axes.grid(True, alpha=0.3, which="both")
+    place_axes.set_xlim(0.0, 1.0)
+    place_axes.set_ylim(1.0, 0.0)
+    place_axes.set_aspect("equal")
+    place_axes.set_xlabel("centre x / image width")
+    place_axes.set_ylabel("centre y / image height")
+    place_axes.set_title("Box centres")
+    place_axes.grid(True, alpha=0.3)
+    figure.suptitle(mathtext_safe(title))
+    if handles:
+        # At most 20 entries: beyond that colours repeat and the legend would hide the points.
+        figure.legend(handles[:20], labels[:20], loc="outside right upper", fontsize="small", markerscale=2.0)
     return _figure_png(figure)
