@@ -1,16 +1,22 @@
-"""The training report: ``W/report/index.html`` (one self-contained file) and ``W/report/report.md`` (with PNG/JPEG
-files beside it).
+"""The training report: ``W/report/index.html`` (one self-contained file), ``W/report/report.md`` (with PNG/JPEG
+files beside it) and the model card ``W/exported/model_card.md``.
+
+The report answers "is the model good, and if not, why": its first section is a verdict (the shipped int8 model's
+AP50 and AP on the test split, its latency and size, and what limits it, each with what to do), computed by the
+rules of :mod:`spaghettinet.evaluation.diagnosis`. The rest shows the evidence: the data (counts per class and
+split, the sizes and positions of the training boxes, anchor coverage), training curves, accuracy (per class, the
+precision-recall curves, the confusion matrix), test pictures (a sample, and the images with the most errors),
+latency and size, and the export's checks.
 
 The report is built in three steps, so each can be tested alone:
 
-1. :class:`ReportInputs` holds everything shown (dataset summary, curves, COCO scores, test pictures, latency,
-   sizes, export checks); :func:`load_report_inputs` fills it from a workdir's files and tolerates missing ones.
-2. :func:`build_sections` turns the inputs into a small document model (:class:`Section` of paragraphs, tables,
-   figures, notices). A section whose inputs are missing says so instead of failing.
-3. :func:`render_html` and :func:`render_markdown` print that model. Every string that may come from the user's
-   files (class names, file names, warnings) passes through one escaping function per format, in one place:
-   ``html.escape`` for HTML, backslash escapes for Markdown. The HTML page also carries a Content-Security-Policy
-   that forbids scripts, so even a mistake in escaping could not run code.
+1. :class:`ReportInputs` holds everything shown; :func:`load_report_inputs` fills it from a workdir's files and
+   tolerates missing ones (with ``detect=True`` it also runs the shipped model over the whole test split:
+   :mod:`spaghettinet.evaluation.split_detections`).
+2. :func:`build_sections` turns the inputs into a small document model (:mod:`spaghettinet.evaluation.document`).
+   A section whose inputs are missing says so instead of failing.
+3. :func:`spaghettinet.evaluation.document.render_html` and ``render_markdown`` print that model, escaping every
+   string in one place; the HTML page carries a Content-Security-Policy that forbids scripts.
 
 Example:
     >>> write_report(ReportInputs(title="demo"), "work/report")  # doctest: +SKIP
@@ -19,21 +25,41 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
-import re
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from spaghettinet.io_utils import atomic_path, write_bytes_atomic, write_text_atomic
 
-from . import visualize
+from . import diagnosis, visualize
+from .document import (
+    Advice,
+    AdviceItem,
+    BulletList,
+    Figure,
+    KeyFigure,
+    KeyFigures,
+    Lead,
+    Link,
+    Notice,
+    Paragraph,
+    Section,
+    Table,
+    format_bytes,
+    format_number,
+    render_html,
+    render_markdown,
+)
+
+if TYPE_CHECKING:
+    from .split_detections import SplitDetections
 
 # COCO summary metrics in pycocotools' order (stats[0..5]), with the names users know them by.
 COCO_METRICS: tuple[tuple[str, str], ...] = (
@@ -48,6 +74,14 @@ MAX_TEST_PICTURES = 12
 GRID_COLUMNS = 4
 # Longest width of a test picture in the grid; larger photos are shrunk so the HTML file stays small.
 GRID_CELL_PIXELS = 320
+MODEL_CARD = "model_card.md"
+#: What the model labels of the accuracy tables mean.
+SCORE_LABELS = (
+    "float (checkpoint): the training checkpoint with the reference post-processing (every score counts); float / "
+    "int8 TFLite: the exported files as an app runs them (the export's score threshold and number of detections), "
+    "on the test images the export checked; model_int8.tflite, all N test images: the same file on the whole test "
+    "split."
+)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -61,8 +95,9 @@ class DatasetSummary:
 
     Attributes:
         images: number of usable images.
-        objects_per_class: class name → number of boxes.
+        objects_per_class: class name → number of boxes (all splits).
         split_images: split name ("train", "test") → number of images.
+        objects_per_split: split name → class name → number of boxes.
         warnings: one message per problem that did not stop the run (each names its file).
         errors: one message per problem that excluded a file.
     """
@@ -70,6 +105,7 @@ class DatasetSummary:
     images: int = 0
     objects_per_class: dict[str, int] = field(default_factory=dict)
     split_images: dict[str, int] = field(default_factory=dict)
+    objects_per_split: dict[str, dict[str, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -82,11 +118,13 @@ class ModelScores:
         label: which model ("float", "PTQ int8", "QAT int8", ...).
         metrics: metric key of :data:`COCO_METRICS` → value in [0, 1] (-1 means "no such objects", as pycocotools).
         per_class_ap: class name → AP @[.50:.95].
+        per_class_ap50: class name → AP at IoU 0.5, where measured.
     """
 
     label: str
     metrics: dict[str, float] = field(default_factory=dict)
     per_class_ap: dict[str, float] = field(default_factory=dict)
+    per_class_ap50: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,6 +148,64 @@ class PredictedPicture:
 
 
 @dataclass
+class TrainingFacts:
+    """How the model was trained (from ``pipeline.config``, ``train_state.json``, the metrics history and the
+    recorded start); ``None`` where unknown.
+
+    Attributes:
+        variant: ``s``, ``m`` or ``l``.
+        input_size: ``(height, width)``.
+        planned_steps: the steps training was set to run.
+        trained_steps: the last step recorded (the checkpoint's, or the metrics history's).
+        batch_size: images per step.
+        optimizer: ``momentum`` or ``adam``.
+        learning_rate: the base learning rate (cosine decay after a warmup).
+        warmup_steps: warmup steps.
+        moving_average_decay: the decay of the weight averages evaluation and export use; None without.
+        qat_from_step: the step quantization-aware training started at; None without QAT.
+        augmentation: the augmentation steps' names, in order.
+        start: where training started ("from scratch (...)", "fine-tuned from ...").
+        from_scratch: whether it started from random weights.
+        time_budget_s: the time budget the schedule was fitted to.
+        matched_threshold: the anchor matcher's IoU threshold.
+    """
+
+    variant: str | None = None
+    input_size: tuple[int, int] | None = None
+    planned_steps: int | None = None
+    trained_steps: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    warmup_steps: int | None = None
+    moving_average_decay: float | None = None
+    qat_from_step: int | None = None
+    augmentation: list[str] = field(default_factory=list)
+    start: str | None = None
+    from_scratch: bool | None = None
+    time_budget_s: float | None = None
+    matched_threshold: float = 0.5
+
+
+@dataclass
+class CoverageFacts:
+    """Anchor coverage of the training boxes at the model's input size.
+
+    Attributes:
+        input_size: ``(height, width)`` it was computed at.
+        share: class name → share of its training boxes with an anchor at IoU ≥ the matcher threshold.
+        boxes: class name → training boxes.
+        suggested_input_size: the smallest larger side covering every class well; None when none helps (or all are
+            covered).
+    """
+
+    input_size: tuple[int, int]
+    share: dict[str, float] = field(default_factory=dict)
+    boxes: dict[str, int] = field(default_factory=dict)
+    suggested_input_size: int | None = None
+
+
+@dataclass
 class ReportInputs:
     """Everything the report shows; every field may be empty, and its section then says what is missing.
 
@@ -118,16 +214,22 @@ class ReportInputs:
         class_names: 0-based class names (from the label map).
         settings: key → value lines describing the run (variant, input size, steps, ...).
         dataset: the data stage's summary.
+        train_boxes: class name → ``[M, 4]`` yxyx normalized training boxes (the labels' sizes and positions).
+        coverage: anchor coverage of the training boxes.
+        training: how the model was trained.
         loss_curves: series name → (steps, values).
         learning_rate: (steps, values).
         scores: COCO scores per model, in display order.
         precision_recall: class name → (recall, precision) at IoU 0.5 for the shipped model.
         precision_recall_model: which model the precision-recall curves are for.
         test_pictures: test images with predicted and true boxes.
+        test_results: the shipped model's detections on the whole test split (confusion matrix, worst images).
         min_score: predictions below this are not drawn on the test pictures.
         latency: rows with keys ``model``, ``threads``, ``median_ms``, ``p90_ms`` (others are shown too).
         model_sizes: file name → bytes.
         export_report: the export stage's ``export_report.json`` content.
+        export_report_path: where that file is (linked from the report).
+        model_card_path: where :func:`write_report` writes the model card (None: no card).
         missing: free-text notes on inputs that could not be read (shown at the top).
     """
 
@@ -135,92 +237,232 @@ class ReportInputs:
     class_names: list[str] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
     dataset: DatasetSummary | None = None
+    train_boxes: dict[str, np.ndarray] = field(default_factory=dict)
+    coverage: CoverageFacts | None = None
+    training: TrainingFacts | None = None
     loss_curves: dict[str, tuple[Sequence[float], Sequence[float]]] = field(default_factory=dict)
     learning_rate: tuple[Sequence[float], Sequence[float]] | None = None
     scores: list[ModelScores] = field(default_factory=list)
     precision_recall: dict[str, tuple[Sequence[float], Sequence[float]]] = field(default_factory=dict)
     precision_recall_model: str = ""
     test_pictures: list[PredictedPicture] = field(default_factory=list)
+    test_results: SplitDetections | None = None
     min_score: float = 0.3
     latency: list[dict] = field(default_factory=list)
     model_sizes: dict[str, int] = field(default_factory=dict)
     export_report: dict | None = None
+    export_report_path: Path | None = None
+    model_card_path: Path | None = None
     missing: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Document model
+# From inputs to the figures the verdict and the card use
 # --------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Paragraph:
-    text: str
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return None if math.isnan(number) or number < 0 else number
 
 
-@dataclass
-class Notice:
-    """A missing-input or warning line, shown highlighted."""
+def shipped_scores(inputs: ReportInputs) -> ModelScores | None:
+    """The scores of the model that ships: the int8 model on the whole test split when measured, else the export's
+    int8 check, else the float ``.tflite``, else the checkpoint's evaluation.
 
-    text: str
+    Example:
+        >>> shipped_scores(ReportInputs(scores=[ModelScores("float (checkpoint)"), ModelScores("QAT int8 TFLite")]))
+        ModelScores(label='QAT int8 TFLite', metrics={}, per_class_ap={}, per_class_ap50={})
+    """
+    if inputs.test_results is not None and inputs.test_results.scores is not None:
+        return inputs.test_results.scores
 
+    def rank(scores: ModelScores) -> int:
+        label = scores.label.lower()
+        return 0 if "int8" in label else 1 if "tflite" in label else 2
 
-@dataclass
-class BulletList:
-    items: list[str]
-
-
-@dataclass
-class Table:
-    headers: list[str]
-    rows: list[list[str]]
-
-
-@dataclass
-class Figure:
-    """An image: ``data`` is PNG or JPEG bytes, ``filename`` the name it gets beside ``report.md``."""
-
-    data: bytes
-    mime: str
-    filename: str
-    caption: str
+    return min(inputs.scores, key=rank, default=None)
 
 
-@dataclass
-class Preformatted:
-    text: str
+def _export_check(inputs: ReportInputs, key: str) -> Mapping:
+    checks = (inputs.export_report or {}).get("checks")
+    entry = checks.get(key) if isinstance(checks, Mapping) else None
+    return entry if isinstance(entry, Mapping) else {}
 
 
-@dataclass
-class Section:
-    title: str
-    blocks: list = field(default_factory=list)
+def _test_images(inputs: ReportInputs) -> int | None:
+    if inputs.test_results is not None and inputs.test_results.images:
+        return len(inputs.test_results.images)
+    checks = (inputs.export_report or {}).get("checks")
+    if isinstance(checks, Mapping) and isinstance(checks.get("images"), int):
+        return int(checks["images"])
+    if inputs.dataset is not None and "test" in inputs.dataset.split_images:
+        return inputs.dataset.split_images["test"]
+    return None
 
 
-def _format_number(value: object, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if math.isnan(number):
-        return "nan"
-    if number < 0 and number == -1:  # pycocotools' "no objects of this size"
-        return "–"
-    return f"{number:.{digits}f}"
+def _main_loss(inputs: ReportInputs) -> tuple[Sequence[float], Sequence[float]]:
+    curves = inputs.loss_curves
+    for name in ("loss", "loss/total", "total_loss", "loss/total_loss"):
+        if name in curves:
+            return curves[name]
+    totals = [xy for name, xy in curves.items() if "total" in name.lower()]
+    if totals:
+        return totals[0]
+    return next(iter(curves.values()), ((), ()))
 
 
-def _format_bytes(size: int) -> str:
-    if size >= 1024**2:
-        return f"{size / 1024**2:.2f} MiB"
-    if size >= 1024:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size} B"
+def run_facts(inputs: ReportInputs) -> diagnosis.RunFacts:
+    """Gather the figures :mod:`spaghettinet.evaluation.diagnosis` judges from the report inputs.
+
+    Args:
+        inputs: the report inputs.
+
+    Returns:
+        :class:`spaghettinet.evaluation.diagnosis.RunFacts`; what the inputs lack stays ``None``.
+
+    Example:
+        >>> run_facts(ReportInputs(scores=[ModelScores("int8", {"AP50": 0.8})])).ap50
+        0.8
+    """
+    shipped = shipped_scores(inputs)
+    dataset = inputs.dataset
+    train_counts = dataset.objects_per_split.get("train") if dataset else None
+    test_counts = dataset.objects_per_split.get("test") if dataset else None
+    confusion = (
+        inputs.test_results.confusion() if inputs.test_results and inputs.test_results.images else None
+    )
+    names = list(inputs.class_names) or sorted((dataset.objects_per_class if dataset else {}).keys())
+    classes = []
+    for index, name in enumerate(names):
+        confused_with = None
+        if confusion is not None and index < len(confusion.class_names):
+            confused_with = confusion.most_confused_with(index)
+        classes.append(
+            diagnosis.ClassFacts(
+                name=name,
+                train_objects=train_counts.get(name, 0) if train_counts is not None else None,
+                test_objects=test_counts.get(name, 0) if test_counts is not None else None,
+                ap50=shipped.per_class_ap50.get(name) if shipped else None,
+                ap=shipped.per_class_ap.get(name) if shipped else None,
+                anchor_coverage=inputs.coverage.share.get(name) if inputs.coverage else None,
+                confused_with=confused_with,
+            )
+        )
+    test_images = _test_images(inputs)
+    test_objects = None
+    if inputs.test_results is not None and inputs.test_results.images:
+        test_objects = sum(len(image.true_classes) for image in inputs.test_results.images)
+    elif test_counts and dataset is not None and dataset.split_images.get("test") == test_images:
+        # The split's count is the figures' only when they were measured on the whole split.
+        test_objects = sum(test_counts.values())
+    training = inputs.training or TrainingFacts()
+    input_size = training.input_size or _export_input_size(inputs)
+    steps, values = _main_loss(inputs)
+    return diagnosis.RunFacts(
+        classes=tuple(classes),
+        ap50=_number(shipped.metrics.get("AP50")) if shipped else None,
+        ap=_number(shipped.metrics.get("AP")) if shipped else None,
+        test_images=test_images,
+        test_objects=test_objects,
+        train_images=dataset.split_images.get("train") if dataset else None,
+        float_ap=_number(_export_check(inputs, "map_float").get("AP")),
+        int8_ap=_number(_export_check(inputs, "map_int8").get("AP")),
+        quantization=str((inputs.export_report or {}).get("quantization") or "") or None,
+        input_size=max(input_size) if input_size else None,
+        suggested_input_size=inputs.coverage.suggested_input_size if inputs.coverage else None,
+        loss_steps=tuple(float(s) for s in steps),
+        loss_values=tuple(float(v) for v in values),
+        trained_steps=training.trained_steps,
+        time_budget_s=training.time_budget_s,
+        from_scratch=training.from_scratch,
+    )
+
+
+def _export_input_size(inputs: ReportInputs) -> tuple[int, int] | None:
+    size = (inputs.export_report or {}).get("input_size")
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return int(size[0]), int(size[1])
+    return None
+
+
+def shipped_latency(inputs: ReportInputs) -> dict | None:
+    """The latency row of the shipped model (int8 first), or None."""
+    rows = [row for row in inputs.latency if isinstance(row.get("median_ms"), int | float)]
+    return min(rows, key=lambda row: "int8" not in str(row.get("model", "")), default=None)
+
+
+def shipped_file(inputs: ReportInputs) -> tuple[str, int] | None:
+    """The shipped ``.tflite`` (int8 first) and its size in bytes, or None."""
+    sizes = inputs.model_sizes
+    for name in ("model_int8.tflite", "model_float.tflite"):
+        if name in sizes:
+            return name, sizes[name]
+    return next(iter(sorted(sizes.items())), None)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------------------------
+
+
+def cpu_name(row: Mapping) -> str:
+    """The CPU model a latency row was measured on ('' when not recorded)."""
+    cpu = row.get("cpu")
+    if isinstance(cpu, Mapping) and cpu.get("model"):
+        return str(cpu["model"])
+    return ""
+
+
+def _verdict_section(inputs: ReportInputs, links: Mapping[str, str]) -> Section:
+    section = Section("Verdict")
+    facts = run_facts(inputs)
+    shipped = shipped_scores(inputs)
+    if inputs.test_results is not None and inputs.test_results.scores is not None:
+        model = inputs.test_results.model
+    else:
+        model = shipped.label if shipped else "no model evaluated"
+    images = f"{facts.test_images} test images" if facts.test_images is not None else "the test split"
+    latency = shipped_latency(inputs)
+    file = shipped_file(inputs)
+    tiles = [
+        KeyFigure("AP50", format_number(facts.ap50, 2), f"{model}, {images}"),
+        KeyFigure("AP @[.50:.95]", format_number(facts.ap, 2), "COCO's main figure"),
+    ]
+    if latency is not None:
+        threads = latency.get("threads", "?")
+        where = f"median, {threads} thread{'s' if threads != 1 else ''}"
+        if cpu_name(latency):
+            where += f", {cpu_name(latency)}"
+        tiles.append(
+            KeyFigure(f"latency, {latency.get('model', '')}", f"{latency['median_ms']:.1f} ms", where)
+        )
+    else:
+        tiles.append(KeyFigure("latency", "–", "not measured"))
+    if file is not None:
+        tiles.append(KeyFigure("size", format_bytes(file[1]), file[0]))
+    else:
+        tiles.append(KeyFigure("size", "–", "no exported model"))
+    section.blocks.append(KeyFigures(tiles))
+    section.blocks.append(Lead(diagnosis.judgement(facts)))
+    findings = diagnosis.diagnose(facts)
+    if findings:
+        section.blocks.append(Paragraph("What limits it, most limiting first, and what to do:"))
+        section.blocks.append(Advice([AdviceItem(f.problem, f.action) for f in findings]))
+    elif facts.ap50 is not None:
+        section.blocks.append(
+            Paragraph(
+                "Nothing in this run's figures visibly limits it: enough objects per class, anchors that fit the "
+                "objects, a loss that had settled, no loss to quantization and enough test images."
+            )
+        )
+    if "model_card" in links:
+        section.blocks.append(
+            Link("Model card: what the model detects, its data, accuracy and limits", links["model_card"])
+        )
+    return section
 
 
 def _dataset_section(inputs: ReportInputs) -> Section:
@@ -241,8 +483,40 @@ def _dataset_section(inputs: ReportInputs) -> Section:
         )
     )
     if dataset.objects_per_class:
-        rows = [[name, str(count)] for name, count in sorted(dataset.objects_per_class.items())]
-        section.blocks.append(Table(["class", "objects"], rows))
+        splits = [name for name in ("train", "test") if name in dataset.objects_per_split]
+        coverage = inputs.coverage
+        headers = ["class"] + [f"{name} objects" for name in splits] + (["objects"] if not splits else [])
+        if coverage is not None:
+            height, width = coverage.input_size
+            headers.append(f"anchor coverage at {height}×{width}")
+        rows = []
+        for name, count in sorted(dataset.objects_per_class.items()):
+            row = [name] + [str(dataset.objects_per_split[s].get(name, 0)) for s in splits]
+            if not splits:
+                row.append(str(count))
+            if coverage is not None:
+                share = coverage.share.get(name)
+                row.append(f"{share:.0%}" if share is not None else "–")
+            rows.append(row)
+        section.blocks.append(Table(headers, rows))
+        if coverage is not None:
+            section.blocks.append(
+                Paragraph(
+                    "Anchor coverage: the share of a class's training boxes that some anchor overlaps at IoU 0.5 at "
+                    f"the input size; below {diagnosis.MIN_ANCHOR_COVERAGE:.0%} the model hardly learns the class."
+                )
+            )
+    if inputs.train_boxes:
+        png = visualize.label_distribution_png(inputs.train_boxes, "Training labels")
+        section.blocks.append(
+            Figure(
+                png,
+                "image/png",
+                "training_labels.png",
+                "Training labels per class: box sizes as fractions of the image (left, log scales) and box "
+                "centres in the image (right).",
+            )
+        )
     if dataset.errors:
         # Each left-out file with its reason (validation.json's "excluded"): the user decides whether to fix them.
         section.blocks.append(
@@ -260,11 +534,68 @@ def _dataset_section(inputs: ReportInputs) -> Section:
     return section
 
 
+def training_rows(training: TrainingFacts) -> list[list[str]]:
+    """``[setting, value]`` rows describing how a model was trained (for the report and the model card).
+
+    Example:
+        >>> training_rows(TrainingFacts(variant="s", qat_from_step=None))[:2]
+        [['variant', 'SpaghettiNet-EdgeTPU-S'], ['quantization-aware training', 'no (int8 by post-training quantization)']]
+    """
+    rows = []
+    if training.variant:
+        rows.append(["variant", f"SpaghettiNet-EdgeTPU-{training.variant.upper()}"])
+    if training.input_size:
+        rows.append(["input size", f"{training.input_size[0]}×{training.input_size[1]}"])
+    if training.start:
+        rows.append(["start", training.start])
+    if training.trained_steps is not None or training.planned_steps is not None:
+        steps = format_number(training.trained_steps)
+        if training.planned_steps is not None and training.planned_steps != training.trained_steps:
+            steps += f" of {training.planned_steps} planned"
+        rows.append(["steps", steps])
+    if training.time_budget_s:
+        rows.append(["time budget", diagnosis.format_duration(training.time_budget_s)])
+    if training.batch_size:
+        rows.append(["batch size", str(training.batch_size)])
+    if training.optimizer:
+        rate = f", learning rate {training.learning_rate:g}" if training.learning_rate else ""
+        warmup = f" after {training.warmup_steps} warmup steps" if training.warmup_steps else ""
+        rows.append(["optimizer", f"{training.optimizer}{rate}, cosine decay{warmup}"])
+    rows.append(
+        [
+            "quantization-aware training",
+            f"from step {training.qat_from_step}"
+            if training.qat_from_step is not None
+            else "no (int8 by post-training quantization)",
+        ]
+    )
+    rows.append(
+        [
+            "weight averaging",
+            f"exponential moving average, decay {training.moving_average_decay:g}"
+            if training.moving_average_decay
+            else "no",
+        ]
+    )
+    if training.augmentation:
+        rows.append(["augmentation", ", ".join(training.augmentation)])
+    return rows
+
+
 def _training_section(inputs: ReportInputs) -> Section:
     section = Section("Training")
+    if inputs.training is not None:
+        section.blocks.append(Table(["setting", "value"], training_rows(inputs.training)))
     if inputs.loss_curves:
         png = visualize.line_chart_png(inputs.loss_curves, "Training loss", ylabel="loss", log_y=True)
         section.blocks.append(Figure(png, "image/png", "loss.png", "Training losses per step (log scale)."))
+        share = diagnosis.falling_share(*_main_loss(inputs))
+        if share is not None:
+            section.blocks.append(
+                Paragraph(
+                    f"Over the last tenth of the steps the loss fell by {share:.0%} (against the tenth before)."
+                )
+            )
     else:
         section.blocks.append(Notice("No loss history: the training stage's metrics history was not found."))
     if inputs.learning_rate is not None and len(inputs.learning_rate[0]):
@@ -279,26 +610,30 @@ def _training_section(inputs: ReportInputs) -> Section:
 
 def _accuracy_section(inputs: ReportInputs) -> Section:
     section = Section("Accuracy on the test split (COCO)")
-    if not inputs.scores:
+    scores_list = list(inputs.scores)
+    if inputs.test_results is not None and inputs.test_results.scores is not None:
+        scores_list.append(inputs.test_results.scores)
+    if not scores_list:
         section.blocks.append(
             Notice("No evaluation results: the evaluation/export stages' outputs were not found.")
         )
-        return section
-    headers = ["model"] + [title for _, title in COCO_METRICS]
-    rows = [
-        [scores.label] + [_format_number(scores.metrics.get(key)) for key, _ in COCO_METRICS]
-        for scores in inputs.scores
-    ]
-    section.blocks.append(Table(headers, rows))
-    with_classes = [scores for scores in inputs.scores if scores.per_class_ap]
-    if with_classes:
-        names = sorted({name for scores in with_classes for name in scores.per_class_ap})
+    else:
+        headers = ["model"] + [title for _, title in COCO_METRICS]
         rows = [
-            [name] + [_format_number(scores.per_class_ap.get(name)) for scores in with_classes]
-            for name in names
+            [scores.label] + [format_number(scores.metrics.get(key)) for key, _ in COCO_METRICS]
+            for scores in scores_list
         ]
-        section.blocks.append(Paragraph("AP @[.50:.95] per class:"))
-        section.blocks.append(Table(["class"] + [scores.label for scores in with_classes], rows))
+        section.blocks.append(Table(headers, rows))
+        section.blocks.append(Paragraph(SCORE_LABELS))
+        with_classes = [scores for scores in scores_list if scores.per_class_ap]
+        if with_classes:
+            names = sorted({name for scores in with_classes for name in scores.per_class_ap})
+            rows = [
+                [name] + [format_number(scores.per_class_ap.get(name)) for scores in with_classes]
+                for name in names
+            ]
+            section.blocks.append(Paragraph("AP @[.50:.95] per class:"))
+            section.blocks.append(Table(["class"] + [scores.label for scores in with_classes], rows))
     if inputs.precision_recall:
         title = "Precision-recall at IoU 0.5"
         if inputs.precision_recall_model:
@@ -307,92 +642,328 @@ def _accuracy_section(inputs: ReportInputs) -> Section:
         section.blocks.append(
             Figure(png, "image/png", "precision_recall.png", title + ", one curve per class.")
         )
-    else:
+    elif scores_list:
         section.blocks.append(Notice("No precision-recall curves in the evaluation results."))
+    section.blocks += _confusion_blocks(inputs)
     return section
+
+
+def _confusion_blocks(inputs: ReportInputs) -> list:
+    results = inputs.test_results
+    if results is None or not results.images:
+        return [
+            Notice(
+                "No confusion matrix: the shipped model was not run on the test split "
+                "(`spaghettinet report WORKDIR` runs it)."
+            )
+        ]
+    matrix = results.confusion()
+    counts = matrix.counts
+    size = len(matrix.class_names)
+    objects = int(counts[:size].sum())
+    correct = int(np.trace(counts[:size, :size]))
+    missed = int(counts[:size, size].sum())
+    false = int(counts[size, :size].sum())
+    title = f"Confusion matrix, {results.model}"
+    caption = (
+        f"{title}: {matrix.images} test images, detections with score ≥ {matrix.score_threshold:g} (the export's "
+        f"threshold) matched to objects at IoU ≥ {matrix.iou_threshold:g}. Rows: true class; columns: predicted "
+        "class. The background column counts missed objects, the background row false detections."
+    )
+    summary = (
+        f"Of {objects} test objects, {correct} were found with their class, {objects - correct - missed} with "
+        f"another class and {missed} missed; {false} detections were on no object."
+    )
+    if results.total_images > len(results.images):
+        summary += f" (The first {len(results.images)} of {results.total_images} test images.)"
+    png = visualize.confusion_matrix_png(counts, matrix.labels, title=title)
+    return [Figure(png, "image/png", "confusion_matrix.png", caption), Paragraph(summary)]
 
 
 def _pictures_section(inputs: ReportInputs) -> Section:
     section = Section("Test pictures")
     if not inputs.test_pictures:
         section.blocks.append(Notice("No test pictures: no model predictions on the test split were found."))
-        return section
-    drawn = []
-    for picture in inputs.test_pictures[:MAX_TEST_PICTURES]:
-        image = picture.image.convert("RGB")
-        if max(image.size) > GRID_CELL_PIXELS:
-            image.thumbnail((GRID_CELL_PIXELS, GRID_CELL_PIXELS))
-        drawn.append(
-            visualize.draw_detections(
-                image,
-                picture.boxes,
-                picture.classes,
-                picture.scores,
-                inputs.class_names,
-                true_boxes=picture.true_boxes,
-                true_classes=picture.true_classes,
-                min_score=inputs.min_score,
+    else:
+        drawn = []
+        for picture in inputs.test_pictures[:MAX_TEST_PICTURES]:
+            drawn.append(
+                visualize.draw_detections(
+                    _cell_image(picture.image),
+                    picture.boxes,
+                    picture.classes,
+                    picture.scores,
+                    inputs.class_names,
+                    true_boxes=picture.true_boxes,
+                    true_classes=picture.true_classes,
+                    min_score=inputs.min_score,
+                )
             )
+        grid = visualize.image_grid(drawn, columns=GRID_COLUMNS)
+        caption = (
+            f"Predictions (solid, score ≥ {inputs.min_score:g}) and ground truth (dashed) on "
+            f"{len(drawn)} test images, in reading order:"
         )
+        section.blocks.append(Figure(visualize.image_jpeg(grid), "image/jpeg", "test_pictures.jpg", caption))
+        section.blocks.append(BulletList([picture.name for picture in inputs.test_pictures[: len(drawn)]]))
+    section.blocks += _worst_blocks(inputs)
+    return section
+
+
+def _cell_image(image: Image.Image) -> Image.Image:
+    image = image.convert("RGB")
+    if max(image.size) > GRID_CELL_PIXELS:
+        image.thumbnail((GRID_CELL_PIXELS, GRID_CELL_PIXELS))
+    return image
+
+
+def _worst_blocks(inputs: ReportInputs) -> list:
+    results = inputs.test_results
+    if results is None:
+        return []
+    if not results.worst:
+        return [Paragraph(f"No test image has a missed object or a false detection ({results.model}).")]
+    class_names = inputs.class_names or results.class_names
+    drawn = [
+        visualize.draw_errors(
+            _cell_image(picture.image),
+            picture.true_boxes,
+            picture.true_classes,
+            picture.boxes,
+            picture.classes,
+            picture.scores,
+            class_names,
+            score_threshold=results.score_threshold,
+        )
+        for picture in results.worst
+    ]
     grid = visualize.image_grid(drawn, columns=GRID_COLUMNS)
     caption = (
-        f"Predictions (solid, score ≥ {inputs.min_score:g}) and ground truth (dashed) on "
-        f"{len(drawn)} test images, in reading order:"
+        f"The {len(drawn)} test images with the most errors ({results.model}, score ≥ "
+        f"{results.score_threshold:g}), worst first: missed objects dashed blue, false detections red, detections "
+        "of the wrong class orange (true class in brackets), correct detections thin green."
     )
-    section.blocks.append(Figure(visualize.image_jpeg(grid), "image/jpeg", "test_pictures.jpg", caption))
-    section.blocks.append(BulletList([picture.name for picture in inputs.test_pictures[: len(drawn)]]))
-    return section
+    return [
+        Paragraph("Worst test images:"),
+        Figure(visualize.image_jpeg(grid), "image/jpeg", "worst_test_images.jpg", caption),
+        BulletList([picture.name for picture in results.worst]),
+    ]
+
+
+def format_op_counts(op_counts: Mapping) -> str:
+    """Operator counts as one readable line, most frequent first.
+
+    Example:
+        >>> format_op_counts({"ADD": 2, "CONV_2D": 40, "LOGISTIC": 1})
+        'CONV_2D ×40, ADD ×2, LOGISTIC ×1'
+    """
+    items = sorted(
+        ((str(name), count) for name, count in op_counts.items() if isinstance(count, int)),
+        key=lambda item: (-item[1], item[0]),
+    )
+    return ", ".join(f"{name} ×{count}" for name, count in items)
 
 
 def _speed_section(inputs: ReportInputs) -> Section:
     section = Section("Latency and size")
     if inputs.latency:
-        known = ["model", "threads", "median_ms", "p90_ms"]
-        extra = sorted({key for row in inputs.latency for key in row} - set(known))
-        headers = known + extra
-        rows = [[_format_number(row.get(key), 2) for key in headers] for row in inputs.latency]
-        section.blocks.append(Table(headers, rows))
+        rows = []
+        for row in inputs.latency:
+            shape = row.get("input_shape")
+            rows.append(
+                [
+                    str(row.get("model", "")),
+                    format_number(row.get("median_ms"), 2),
+                    format_number(row.get("p90_ms"), 2),
+                    str(row.get("threads", "–")),
+                    str(row.get("input_type", "–"))
+                    + (f" {'×'.join(str(v) for v in shape)}" if isinstance(shape, list) else ""),
+                    cpu_name(row) or "–",
+                ]
+            )
+        section.blocks.append(Table(["model", "median ms", "p90 ms", "threads", "input", "CPU"], rows))
+        ops = [
+            f"{row.get('model', '')}: {format_op_counts(row['op_counts'])}"
+            for row in inputs.latency
+            if isinstance(row.get("op_counts"), Mapping)
+        ]
+        if ops:
+            section.blocks.append(Paragraph("Operators:"))
+            section.blocks.append(BulletList(ops))
     else:
         section.blocks.append(Notice("No latency measurements."))
     if inputs.model_sizes:
-        rows = [[name, _format_bytes(size)] for name, size in sorted(inputs.model_sizes.items())]
+        rows = [[name, format_bytes(size)] for name, size in sorted(inputs.model_sizes.items())]
         section.blocks.append(Table(["file", "size"], rows))
     else:
         section.blocks.append(Notice("No exported model files found."))
     return section
 
 
-def _export_section(inputs: ReportInputs) -> Section:
+def _detections_agreement(entry: Mapping) -> tuple[str, str]:
+    reference = entry.get("reference_detections")
+    matched = entry.get("matched")
+    fraction = _number(entry.get("matched_fraction"))
+    if not reference:
+        return "no detections to compare", ""
+    text = f"{matched} of {reference} detections matched"
+    if _number(entry.get("mean_iou")) is not None:
+        text += f", mean IoU {entry['mean_iou']:.3f}"
+    if _number(entry.get("max_score_difference")) is not None:
+        text += f", scores differ by ≤ {entry['max_score_difference']:.3f}"
+    return text, "ok" if fraction is not None and fraction >= 0.9 else "check"
+
+
+def export_check_rows(report: Mapping) -> list[list[str]]:
+    """``[check, result, status]`` rows of an ``export_report.json`` (status ``ok``, ``check``, or empty for facts).
+
+    Example:
+        >>> export_check_rows({"int8": {"float_ops": []}})[0]
+        ['float ops in the int8 graph', 'none', 'ok']
+    """
+    rows: list[list[str]] = []
+    quantization = report.get("quantization")
+    if quantization:
+        trained = report.get("checkpoint_quantization_aware")
+        note = {
+            True: " (checkpoint trained quantization-aware)",
+            False: " (checkpoint trained in float)",
+        }.get(trained, "")
+        rows.append(["int8 quantization", f"{str(quantization).upper()}{note}", ""])
+    int8 = report.get("int8")
+    if isinstance(int8, Mapping):
+        given = int8.get("input")
+        if isinstance(given, Mapping):
+            scale = _number(given.get("scale"))
+            scale_text = f"scale {scale:.6g}" + (" (2/255)" if scale and abs(scale - 2 / 255) < 1e-6 else "")
+            rows.append(
+                [
+                    "int8 input",
+                    f"{given.get('type', '?')}, {scale_text}, zero point {given.get('zero_point')}",
+                    "",
+                ]
+            )
+        float_ops = int8.get("float_ops")
+        if isinstance(float_ops, list):
+            rows.append(
+                [
+                    "float ops in the int8 graph",
+                    ", ".join(map(str, float_ops)) or "none",
+                    "check" if float_ops else "ok",
+                ]
+            )
+    post = report.get("postprocess")
+    if isinstance(post, Mapping):
+        nms = "per-class NMS" if post.get("use_regular_nms") else "class-agnostic NMS"
+        rows.append(
+            [
+                "post-processing",
+                f"{nms}, score ≥ {post.get('score_threshold')}, IoU {post.get('iou_threshold')}, "
+                f"{post.get('max_detections')} detections",
+                "",
+            ]
+        )
+    edgetpu = report.get("edgetpu")
+    if isinstance(edgetpu, Mapping):
+        unsupported = edgetpu.get("unsupported_ops") or {}
+        problems = edgetpu.get("problems") or []
+        compiler = edgetpu.get("compiler")
+        compiler_status = compiler.get("status") if isinstance(compiler, Mapping) else None
+        text = (
+            "unsupported ops: " + format_op_counts(unsupported)
+            if unsupported
+            else "every op maps to the Edge TPU"
+        )
+        if isinstance(edgetpu.get("expected_cpu_ops"), Mapping) and edgetpu["expected_cpu_ops"]:
+            text += f"; on the CPU as expected: {format_op_counts(edgetpu['expected_cpu_ops'])}"
+        if problems:
+            text += "; " + "; ".join(map(str, problems))
+        if compiler_status:
+            text += f"; edgetpu_compiler: {compiler_status}"
+        rows.append(["Edge TPU", text, "check" if unsupported or problems else "ok"])
+    checks = report.get("checks")
+    if isinstance(checks, Mapping):
+        images = checks.get("images")
+        if isinstance(checks.get("status"), str):
+            rows.append(["accuracy checks", checks["status"], ""])
+        for key, label in (
+            ("int8_vs_keras", "int8 .tflite vs Keras"),
+            ("float_vs_keras", "float .tflite vs Keras"),
+        ):
+            if isinstance(checks.get(key), Mapping):
+                text, status = _detections_agreement(checks[key])
+                rows.append([f"{label} ({images} test images)", text, status])
+        float_map, int8_map = checks.get("map_float"), checks.get("map_int8")
+        if isinstance(float_map, Mapping) and isinstance(int8_map, Mapping):
+            float_ap, int8_ap = _number(float_map.get("AP")), _number(int8_map.get("AP"))
+            status = ""
+            if float_ap is not None and int8_ap is not None:
+                status = "ok" if float_ap - int8_ap <= diagnosis.MAX_QUANTIZATION_LOSS else "check"
+            rows.append(
+                [
+                    f"AP float vs int8 .tflite ({images} test images)",
+                    f"{format_number(float_ap)} vs {format_number(int8_ap)}",
+                    status,
+                ]
+            )
+    calibrated = report.get("calibration_images")
+    if isinstance(calibrated, int):
+        ranges = report.get("calibrated_ranges")
+        count = len(ranges) if isinstance(ranges, list) else 0
+        rows.append(
+            ["calibration", f"{calibrated} training images, {count} activation ranges set from them", ""]
+        )
+    widened = report.get("int8_ranges")
+    if isinstance(widened, Mapping) and isinstance(widened.get("widened_ranges"), list):
+        count = len(widened["widened_ranges"])
+        rows.append(["int8 ranges widened (too narrow to quantize)", str(count), ""])
+    files = report.get("files")
+    if isinstance(files, Mapping):
+        rows.append(
+            [
+                "files written",
+                ", ".join(
+                    f"{name} ({format_bytes(size)})" if isinstance(size, int) else str(name)
+                    for name, size in files.items()
+                ),
+                "",
+            ]
+        )
+    return rows
+
+
+def _export_section(inputs: ReportInputs, links: Mapping[str, str]) -> Section:
     section = Section("Export checks")
     report = inputs.export_report
     if not report:
         section.blocks.append(Notice("No export report (export_report.json) found."))
         return section
-    scalars = [
-        [str(key), _format_number(value)]
-        for key, value in report.items()
-        if not isinstance(value, dict | list)
-    ]
-    if scalars:
-        section.blocks.append(Table(["check", "value"], scalars))
-    section.blocks.append(Preformatted(json.dumps(report, indent=2, sort_keys=True, default=str)))
+    rows = export_check_rows(report)
+    if rows:
+        section.blocks.append(Table(["check", "result", "status"], rows))
+    else:
+        section.blocks.append(Paragraph("The export report holds none of the checks this page knows."))
+    if "export_report" in links:
+        section.blocks.append(Link("The full export report (export_report.json)", links["export_report"]))
     return section
 
 
-def build_sections(inputs: ReportInputs) -> list[Section]:
+def build_sections(inputs: ReportInputs, links: Mapping[str, str] | None = None) -> list[Section]:
     """Turn report inputs into sections of paragraphs, tables and figures (no escaping yet).
 
     Args:
         inputs: what to show.
+        links: relative links to files beside the report: ``model_card``, ``export_report`` (each optional).
 
     Returns:
-        The sections in page order: run settings, dataset, training, accuracy, test pictures, latency and size,
-        export checks.
+        The sections in page order: verdict, run settings, dataset, training, accuracy, test pictures, latency and
+        size, export checks.
 
     Example:
-        >>> [section.title for section in build_sections(ReportInputs())][:2]
-        ['Run', 'Dataset']
+        >>> [section.title for section in build_sections(ReportInputs())][:3]
+        ['Verdict', 'Run', 'Dataset']
     """
+    links = dict(links or {})
     run = Section("Run")
     for note in inputs.missing:
         run.blocks.append(Notice(note))
@@ -401,178 +972,38 @@ def build_sections(inputs: ReportInputs) -> list[Section]:
     else:
         run.blocks.append(Paragraph("No run settings recorded."))
     return [
+        _verdict_section(inputs, links),
         run,
         _dataset_section(inputs),
         _training_section(inputs),
         _accuracy_section(inputs),
         _pictures_section(inputs),
         _speed_section(inputs),
-        _export_section(inputs),
+        _export_section(inputs, links),
     ]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Rendering
-# --------------------------------------------------------------------------------------------------------------
-
-_CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.6em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
-th { background: #f2f2f2; }
-img { max-width: 100%; height: auto; border: 1px solid #ddd; }
-.notice { background: #fff6d5; border-left: 4px solid #e0b400; padding: 0.4em 0.8em; }
-pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; max-height: 30em; }
-figcaption { color: #555; font-size: 0.9em; }
-"""
-
-# No scripts, no external anything: images only from data: URIs, styles only from the page itself.
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-
-
-def escape_html(text: object) -> str:
-    """Escape any value for HTML text and attribute values (``<``, ``>``, ``&``, both quotes)."""
-    return html.escape(str(text), quote=True)
-
-
-# Characters with a meaning anywhere in a line; "-", "+", "1." only start a list at the beginning of a line.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~>])")
-_MARKDOWN_LINE_START = re.compile(r"^(\s*)([-+=]|\d+[.)])")
-
-
-def escape_markdown(text: object) -> str:
-    """Make any value literal text in Markdown (CommonMark/GFM), also inside a table cell.
-
-    ASCII punctuation with a meaning is backslash-escaped, ``<`` and ``&`` become entities (so no raw HTML or
-    entity reaches a renderer) and line breaks become spaces.
-
-    Example:
-        >>> escape_markdown("<img src=x onerror=alert(1)>")
-        '&lt;img src=x onerror=alert\\\\(1\\\\)\\\\>'
-    """
-    flat = re.sub(r"[\r\n\t]+", " ", str(text))
-    flat = flat.replace("&", "&amp;").replace("<", "&lt;")
-    flat = _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
-    # Escape the list marker itself: "-" → "\\-", "12." → "12\\.".
-    return _MARKDOWN_LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], flat)
-
-
-def _data_uri(figure: Figure) -> str:
-    return f"data:{figure.mime};base64,{base64.b64encode(figure.data).decode('ascii')}"
-
-
-def render_html(title: str, sections: Sequence[Section]) -> str:
-    """Render sections as one self-contained HTML page (inline CSS, images as data: URIs, no scripts).
-
-    Args:
-        title: page title (escaped).
-        sections: from :func:`build_sections`.
-
-    Returns:
-        The HTML text.
-    """
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{escape_html(_CSP)}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape_html(title)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head>",
-        "<body>",
-        f"<h1>{escape_html(title)}</h1>",
-    ]
-    for section in sections:
-        parts.append("<section>")
-        parts.append(f"<h2>{escape_html(section.title)}</h2>")
-        for block in section.blocks:
-            parts.append(_html_block(block))
-        parts.append("</section>")
-    parts += ["</body>", "</html>", ""]
-    return "\n".join(parts)
-
-
-def _html_block(block) -> str:
-    if isinstance(block, Paragraph):
-        return f"<p>{escape_html(block.text)}</p>"
-    if isinstance(block, Notice):
-        return f'<p class="notice">{escape_html(block.text)}</p>'
-    if isinstance(block, BulletList):
-        items = "".join(f"<li>{escape_html(item)}</li>" for item in block.items)
-        return f"<ul>{items}</ul>"
-    if isinstance(block, Table):
-        head = "".join(f"<th>{escape_html(cell)}</th>" for cell in block.headers)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{escape_html(cell)}</td>" for cell in row) + "</tr>" for row in block.rows
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    if isinstance(block, Figure):
-        caption = escape_html(block.caption)
-        return f'<figure><img src="{_data_uri(block)}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
-    if isinstance(block, Preformatted):
-        return f"<pre>{escape_html(block.text)}</pre>"
-    raise TypeError(f"unknown report block {type(block).__name__}")
-
-
-def render_markdown(title: str, sections: Sequence[Section]) -> tuple[str, dict[str, bytes]]:
-    """Render sections as Markdown; figures become files referenced by relative name.
-
-    Args:
-        title: page title (escaped).
-        sections: from :func:`build_sections`.
-
-    Returns:
-        The Markdown text and a mapping file name → bytes of the figures to write beside it.
-    """
-    lines = [f"# {escape_markdown(title)}", ""]
-    files: dict[str, bytes] = {}
-    for section in sections:
-        lines += [f"## {escape_markdown(section.title)}", ""]
-        for block in section.blocks:
-            if isinstance(block, Paragraph):
-                lines.append(escape_markdown(block.text))
-            elif isinstance(block, Notice):
-                lines.append(f"> **Note:** {escape_markdown(block.text)}")
-            elif isinstance(block, BulletList):
-                lines += [f"- {escape_markdown(item)}" for item in block.items]
-            elif isinstance(block, Table):
-                lines.append("| " + " | ".join(escape_markdown(cell) for cell in block.headers) + " |")
-                lines.append("|" + "---|" * len(block.headers))
-                lines += [
-                    "| " + " | ".join(escape_markdown(cell) for cell in row) + " |" for row in block.rows
-                ]
-            elif isinstance(block, Figure):
-                files[block.filename] = block.data
-                lines.append(f"![{escape_markdown(block.caption)}]({block.filename})")
-                lines.append("")
-                lines.append(f"*{escape_markdown(block.caption)}*")
-            elif isinstance(block, Preformatted):
-                # A fence longer than any backtick run inside keeps the content literal.
-                longest = max((len(run) for run in re.findall(r"`+", block.text)), default=0)
-                fence = "`" * max(3, longest + 1)
-                lines += [fence, block.text, fence]
-            else:
-                raise TypeError(f"unknown report block {type(block).__name__}")
-            lines.append("")
-    return "\n".join(lines), files
 
 
 @dataclass(frozen=True)
 class ReportPaths:
-    """Where the report was written."""
+    """Where the report was written (``model_card`` is None when no card was written)."""
 
     html: Path
     markdown: Path
     figures: tuple[Path, ...]
+    model_card: Path | None = None
+
+
+def _relative_link(target: Path, out_dir: Path) -> str:
+    return Path(os.path.relpath(Path(target).resolve(), out_dir.resolve())).as_posix()
 
 
 def write_report(inputs: ReportInputs | str | Path, out_dir: str | Path) -> ReportPaths:
-    """Write ``index.html`` (self-contained) and ``report.md`` with its figures into ``out_dir``.
+    """Write ``index.html`` (self-contained) and ``report.md`` with its figures into ``out_dir``, and the model
+    card where ``inputs.model_card_path`` says.
 
     Args:
-        inputs: the report inputs, or a workdir to load them from with :func:`load_report_inputs`.
+        inputs: the report inputs, or a workdir to load them from with :func:`load_report_inputs` (the shipped
+            model is then run on the test split).
         out_dir: the report folder (``W/report``); created if missing. Each file is written atomically.
 
     Returns:
@@ -580,20 +1011,31 @@ def write_report(inputs: ReportInputs | str | Path, out_dir: str | Path) -> Repo
 
     Example:
         >>> paths = write_report("work", "work/report")  # doctest: +SKIP
-        >>> paths.html.name
+        >>> paths.html.name  # doctest: +SKIP
         'index.html'
     """
+    from .model_card import model_card_markdown
+
     if not isinstance(inputs, ReportInputs):
-        inputs = load_report_inputs(inputs)
+        inputs = load_report_inputs(inputs, detect=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = build_sections(inputs)
+    links = {}
+    card_path = None
+    if inputs.model_card_path is not None:
+        card_path = write_text_atomic(inputs.model_card_path, model_card_markdown(inputs))
+        links["model_card"] = _relative_link(card_path, out_dir)
+    if inputs.export_report_path is not None:
+        links["export_report"] = _relative_link(inputs.export_report_path, out_dir)
+    sections = build_sections(inputs, links)
     markdown, files = render_markdown(inputs.title, sections)
     figures = tuple(write_bytes_atomic(out_dir / name, data) for name, data in files.items())
     markdown_path = write_text_atomic(out_dir / "report.md", markdown)
     with atomic_path(out_dir / "index.html") as temporary:
-        temporary.write_text(render_html(inputs.title, sections), encoding="utf-8")
-    return ReportPaths(html=out_dir / "index.html", markdown=markdown_path, figures=figures)
+        temporary.write_text(render_html(inputs.title, sections, contents=True), encoding="utf-8")
+    return ReportPaths(
+        html=out_dir / "index.html", markdown=markdown_path, figures=figures, model_card=card_path
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -695,14 +1137,18 @@ def _metrics_from(payload: Mapping) -> dict[str, float]:
     return metrics
 
 
-def _per_class_from(payload: Mapping) -> dict[str, float]:
-    for key in ("per_class_ap", "per_class", "class_ap", "ap_per_class"):
+def _per_class_from(
+    payload: Mapping,
+    keys: Sequence[str] = ("per_class_ap", "per_class", "class_ap", "ap_per_class"),
+    entry_key: str = "AP",
+) -> dict[str, float]:
+    for key in keys:
         value = payload.get(key)
         if isinstance(value, Mapping):
             out = {}
             for name, entry in value.items():
                 if isinstance(entry, Mapping):
-                    entry = entry.get("AP", entry.get("ap"))
+                    entry = entry.get(entry_key, entry.get(entry_key.lower()))
                 if isinstance(entry, int | float) and not isinstance(entry, bool):
                     out[str(name)] = float(entry)
             return out
@@ -726,7 +1172,12 @@ def scores_from_eval(payload: object, label: str) -> ModelScores | None:
     metrics = _metrics_from(payload)
     if not metrics:
         return None
-    return ModelScores(label=label, metrics=metrics, per_class_ap=_per_class_from(payload))
+    return ModelScores(
+        label=label,
+        metrics=metrics,
+        per_class_ap=_per_class_from(payload),
+        per_class_ap50=_per_class_from(payload, ("per_class_ap50",), "AP50"),
+    )
 
 
 def _class_names_from_label_map(path: Path, missing: list[str]) -> list[str]:
@@ -742,26 +1193,62 @@ def _class_names_from_label_map(path: Path, missing: list[str]) -> list[str]:
         return []
 
 
-def _dataset_from(workdir: Path, missing: list[str]) -> DatasetSummary | None:
+def _label_rows(csv_path: Path, missing: list[str]) -> list[dict] | None:
+    """The rows of a ``*_labels.csv`` written by ``xml2csv`` (None when absent or unreadable)."""
+    import csv
+
+    if not csv_path.is_file():
+        return None
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        missing.append(f"{csv_path.name} could not be read ({exc}).")
+        return None
+
+
+def label_boxes(rows: Sequence[Mapping]) -> dict[str, np.ndarray]:
+    """Class name → ``[M, 4]`` yxyx normalized boxes of ``xml2csv`` rows (pixel corners and the image size);
+    rows with missing or non-numeric values are skipped.
+
+    Example:
+        >>> label_boxes([{"class": "cat", "width": "200", "height": "100", "xmin": "20", "ymin": "10",
+        ...               "xmax": "120", "ymax": "60"}])["cat"].tolist()
+        [[0.1, 0.1, 0.6, 0.6]]
+    """
+    boxes: dict[str, list[list[float]]] = {}
+    for row in rows:
+        try:
+            width, height = float(row["width"]), float(row["height"])
+            corners = [float(row[key]) for key in ("ymin", "xmin", "ymax", "xmax")]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not (width > 0 and height > 0):
+            continue
+        ymin, xmin, ymax, xmax = corners
+        boxes.setdefault(str(row.get("class", "")), []).append(
+            [ymin / height, xmin / width, ymax / height, xmax / width]
+        )
+    return {name: np.asarray(values, dtype=np.float64) for name, values in sorted(boxes.items())}
+
+
+def _dataset_from(workdir: Path, missing: list[str]) -> tuple[DatasetSummary | None, dict[str, np.ndarray]]:
     images_dir = workdir / "images"
     summary = DatasetSummary()
+    train_boxes: dict[str, np.ndarray] = {}
     found = False
     for split in ("train", "test"):
-        csv_path = images_dir / f"{split}_labels.csv"
-        if not csv_path.is_file():
+        rows = _label_rows(images_dir / f"{split}_labels.csv", missing)
+        if rows is None:
             continue
         found = True
-        import csv
-
-        try:
-            with open(csv_path, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-        except (OSError, csv.Error, UnicodeDecodeError) as exc:
-            missing.append(f"{csv_path.name} could not be read ({exc}).")
-            continue
+        counts = summary.objects_per_split.setdefault(split, {})
         for row in rows:
             name = row.get("class", "")
             summary.objects_per_class[name] = summary.objects_per_class.get(name, 0) + 1
+            counts[name] = counts.get(name, 0) + 1
+        if split == "train":
+            train_boxes = label_boxes(rows)
         split_dir = images_dir / split
         if split_dir.is_dir():
             count = sum(
@@ -798,9 +1285,9 @@ def _dataset_from(workdir: Path, missing: list[str]) -> DatasetSummary | None:
             elif severity == "warning":
                 summary.warnings.append(_problem_text(entry))
     if not found:
-        return None
+        return None, train_boxes
     summary.images = sum(summary.split_images.values())
-    return summary
+    return summary, train_boxes
 
 
 def _problem_text(entry: object) -> str:
@@ -811,26 +1298,198 @@ def _problem_text(entry: object) -> str:
     return str(entry)
 
 
-def load_report_inputs(workdir: str | Path, title: str | None = None) -> ReportInputs:
+def _training_from(workdir: Path, missing: list[str]) -> TrainingFacts | None:
+    """How the model was trained, from ``pipeline.config``, ``train_state.json``, the metrics history and the
+    recorded start (``.spaghettinet/start.json``)."""
+    from spaghettinet.errors import SpaghettiError
+    from spaghettinet.pipeline_config import read_config
+
+    training_dir = workdir / "training"
+    model_dir = training_dir / "training-output"
+    config_path = training_dir / "pipeline.config"
+    if not config_path.is_file():
+        return None
+    try:
+        config = read_config(config_path)
+    except SpaghettiError as exc:
+        missing.append(f"pipeline.config could not be read ({exc}); the training settings are left out.")
+        return None
+    train = config.train
+    facts = TrainingFacts(
+        variant=config.model.variant,
+        input_size=(int(config.model.input_size[0]), int(config.model.input_size[1])),
+        planned_steps=int(train.num_steps),
+        batch_size=int(train.batch_size),
+        optimizer=train.optimizer,
+        learning_rate=float(train.learning_rate_base),
+        warmup_steps=int(train.warmup_steps),
+        moving_average_decay=float(train.moving_average_decay) if train.use_moving_average else None,
+        qat_from_step=int(config.quantization.delay) if config.quantization is not None else None,
+        augmentation=[type(step).proto_name for step in train.data_augmentation_options],
+        from_scratch=not train.fine_tune_checkpoint,
+        matched_threshold=float(config.model.matched_threshold),
+    )
+    # train_state.json holds the plan training really ran (fitted to a time budget, resumed, ...).
+    state = _read_json(model_dir / "train_state.json", missing)
+    if isinstance(state, Mapping):
+        for key, attribute in (
+            ("num_steps", "planned_steps"),
+            ("batch_size", "batch_size"),
+            ("warmup_steps", "warmup_steps"),
+            ("quantization_delay", "qat_from_step"),
+        ):
+            if isinstance(state.get(key), int) or (key == "quantization_delay" and key in state):
+                setattr(facts, attribute, state[key])
+        if isinstance(state.get("learning_rate_base"), int | float):
+            facts.learning_rate = float(state["learning_rate_base"])
+        if isinstance(state.get("time_budget_s"), int | float):
+            facts.time_budget_s = float(state["time_budget_s"])
+    history = _read_json(model_dir / "metrics_history.json", [])
+    steps = [
+        entry["step"]
+        for entry in (history if isinstance(history, list) else [])
+        if isinstance(entry, Mapping) and isinstance(entry.get("step"), int)
+    ]
+    facts.trained_steps = max(steps) if steps else None
+    start = _read_json(workdir / ".spaghettinet" / "start.json", [])
+    if isinstance(start, Mapping) and isinstance(start.get("description"), str):
+        facts.start = start["description"]
+        if isinstance(start.get("kind"), str):
+            facts.from_scratch = start["kind"] == "scratch"
+    elif facts.from_scratch:
+        facts.start = "from scratch"
+    elif train.fine_tune_checkpoint:
+        facts.start = f"fine-tuned from {train.fine_tune_checkpoint}"
+    return facts
+
+
+def coverage_facts(
+    boxes_by_class: Mapping[str, np.ndarray],
+    input_size: tuple[int, int],
+    class_names: Sequence[str] = (),
+    matched_threshold: float = 0.5,
+) -> CoverageFacts:
+    """Anchor coverage of training boxes per class at ``input_size``, and the smallest larger size that covers every
+    class (the rule ``spaghettinet config`` prints).
+
+    Args:
+        boxes_by_class: class name → ``[M, 4]`` yxyx normalized boxes.
+        input_size: ``(height, width)``.
+        class_names: the label map's order (classes not in it are numbered after it).
+        matched_threshold: the matcher's IoU threshold.
+
+    Returns:
+        :class:`CoverageFacts`.
+
+    Example:
+        >>> facts = coverage_facts({"cat": np.array([[0.2, 0.2, 0.8, 0.8]])}, (320, 320))
+        >>> facts.share, facts.suggested_input_size
+        ({'cat': 1.0}, None)
+    """
+    from spaghettinet.pipeline_config.coverage import POOR_COVERAGE
+
+    from .anchor_coverage import suggest_input_size
+
+    order = list(class_names) + sorted(set(boxes_by_class) - set(class_names))
+    ids = {name: position + 1 for position, name in enumerate(order)}
+    present = [name for name in order if name in boxes_by_class and len(boxes_by_class[name])]
+    facts = CoverageFacts(input_size=(int(input_size[0]), int(input_size[1])))
+    if not present:
+        return facts
+    boxes = np.concatenate([np.asarray(boxes_by_class[name]).reshape(-1, 4) for name in present])
+    classes = np.concatenate([np.full(len(boxes_by_class[name]), ids[name]) for name in present])
+    found = suggest_input_size(
+        boxes, classes, facts.input_size, min_share=POOR_COVERAGE, iou=matched_threshold
+    )
+    for name in present:
+        coverage = found.current.coverage[ids[name]]
+        facts.share[name] = coverage.share
+        facts.boxes[name] = coverage.num_boxes
+    if found.recommended is not None:
+        facts.suggested_input_size = int(max(found.recommended.image_size))
+    return facts
+
+
+def _shipped_model(exported: Path, export_report: Mapping | None) -> Path | None:
+    """The ``.tflite`` the last export wrote, int8 first (a stale file of an earlier export is not used)."""
+    files = export_report.get("files") if isinstance(export_report, Mapping) else None
+    for name in ("model_int8.tflite", "model_float.tflite"):
+        if isinstance(files, Mapping) and name in files and (exported / name).is_file():
+            return exported / name
+    return None
+
+
+def _test_records(workdir: Path) -> list[Path]:
+    return sorted((workdir / "training").glob("test.record*"))
+
+
+def add_test_results(inputs: ReportInputs, workdir: str | Path) -> None:
+    """Run the shipped model over the test records and put its detections into ``inputs.test_results`` (with the
+    whole-split scores, the confusion matrix's input and the worst images). Without a model or records nothing is
+    added; when the run fails, a note in ``inputs.missing`` says why.
+
+    Args:
+        inputs: report inputs loaded from ``workdir`` (its class names and export report are used).
+        workdir: the run's folder.
+    """
+    from spaghettinet.errors import SpaghettiError
+
+    from .split_detections import detect_test_split
+
+    workdir = Path(workdir)
+    model = _shipped_model(workdir / "exported", inputs.export_report)
+    records = _test_records(workdir)
+    if model is None or not records:
+        return
+    post = (inputs.export_report or {}).get("postprocess")
+    threshold = _number(post.get("score_threshold")) if isinstance(post, Mapping) else None
+    names = inputs.class_names or list((inputs.export_report or {}).get("class_names") or [])
+    try:
+        inputs.test_results = detect_test_split(
+            model, records, names, score_threshold=threshold if threshold is not None else inputs.min_score
+        )
+    except (SpaghettiError, ImportError, ValueError) as exc:
+        inputs.missing.append(f"the shipped model could not be run on the test split ({exc}).")
+        return
+    if inputs.test_results.precision_recall:
+        # The shipped model's curves replace the checkpoint's: they are what an app gets.
+        inputs.precision_recall = inputs.test_results.precision_recall
+        inputs.precision_recall_model = inputs.test_results.scores.label
+
+
+def load_report_inputs(workdir: str | Path, title: str | None = None, detect: bool = False) -> ReportInputs:
     """Fill :class:`ReportInputs` from a workdir in the seed's layout; missing or unreadable files leave gaps.
 
-    Reads: ``images/{train,test}_labels.csv``, ``images/split.json`` and ``images/validation.json`` (dataset and
-    warnings), ``training/label_map.pbtxt`` (class names), ``training/training-output/metrics_history.json``
+    Reads: ``images/{train,test}_labels.csv`` (counts per class and split, the training boxes),
+    ``images/split.json`` and ``images/validation.json`` (warnings), ``training/label_map.pbtxt`` (class names),
+    ``training/pipeline.config``, ``training/training-output/train_state.json`` and ``.spaghettinet/start.json``
+    (how it was trained; the anchor coverage at its input size), ``training/training-output/metrics_history.json``
     (curves), ``training/training-output/eval.json`` (checkpoint scores), ``exported/export_report.json`` (TFLite
     float and int8 scores, checks), ``exported/*.tflite`` (sizes), ``exported/latency.json`` (latency).
 
     Args:
         workdir: the run's folder.
         title: page title; default from the workdir name.
+        detect: also run the shipped model over the test records (:func:`add_test_results`; needs TensorFlow and
+            LiteRT, about the model's latency per test image) for the confusion matrix and the worst test images.
 
     Returns:
-        The inputs (test pictures are not loaded here: they need a model; :mod:`spaghettinet.workflow` adds them).
+        The inputs, with ``model_card_path`` set to ``exported/model_card.md`` when a model was exported. The sample
+        of test pictures is not loaded here: :mod:`spaghettinet.workflow` adds it.
     """
     workdir = Path(workdir)
     inputs = ReportInputs(title=title or f"SpaghettiNet-EdgeTPU report: {workdir.name}")
     missing = inputs.missing
     inputs.class_names = _class_names_from_label_map(workdir / "training" / "label_map.pbtxt", missing)
-    inputs.dataset = _dataset_from(workdir, missing)
+    inputs.dataset, inputs.train_boxes = _dataset_from(workdir, missing)
+    inputs.training = _training_from(workdir, missing)
+    if inputs.training is not None and inputs.train_boxes:
+        inputs.coverage = coverage_facts(
+            inputs.train_boxes,
+            inputs.training.input_size,
+            inputs.class_names,
+            inputs.training.matched_threshold,
+        )
     model_dir = workdir / "training" / "training-output"
     history = _read_json(model_dir / "metrics_history.json", missing)
     if history is not None:
@@ -841,9 +1500,14 @@ def load_report_inputs(workdir: str | Path, title: str | None = None) -> ReportI
         inputs.scores.append(float_scores)
         inputs.precision_recall = _pr_from(evaluation)
         inputs.precision_recall_model = float_scores.label
-    export_report = _read_json(workdir / "exported" / "export_report.json", missing)
+    export_path = workdir / "exported" / "export_report.json"
+    export_report = _read_json(export_path, missing)
     if isinstance(export_report, Mapping):
         inputs.export_report = dict(export_report)
+        inputs.export_report_path = export_path
+        post = export_report.get("postprocess")
+        if isinstance(post, Mapping) and _number(post.get("score_threshold")) is not None:
+            inputs.min_score = float(post["score_threshold"])
         for label, entry in _export_evaluations(export_report):
             scores = scores_from_eval(entry, label)
             if scores is not None:
@@ -854,11 +1518,15 @@ def load_report_inputs(workdir: str | Path, title: str | None = None) -> ReportI
     exported = workdir / "exported"
     if exported.is_dir():
         inputs.model_sizes = {p.name: p.stat().st_size for p in sorted(exported.glob("*.tflite"))}
+        if inputs.model_sizes:
+            inputs.model_card_path = exported / MODEL_CARD
     latency = _read_json(workdir / "exported" / "latency.json", missing)
     if isinstance(latency, list):
         inputs.latency = [row for row in latency if isinstance(row, Mapping)]
     elif isinstance(latency, Mapping):
         inputs.latency = [latency]
+    if detect:
+        add_test_results(inputs, workdir)
     return inputs
 
 
