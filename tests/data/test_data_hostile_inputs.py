@@ -149,11 +149,6 @@ def test_photos_open_as_displayed_for_every_orientation(tmp_path):
         assert pixels.shape == expected.shape and np.abs(pixels - expected).mean() < 4, orientation
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy/predict.py (not this module's owner) must read photos as the records hold them: "
-    "data.images.open_as_displayed in _open_image (issue 10, item 2; the diff is in the issue's report)",
-)
 def test_predict_reads_photos_in_the_view_the_boxes_refer_to(tmp_path):
     from spaghettinet.deploy.predict import _open_image
 

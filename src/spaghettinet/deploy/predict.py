@@ -72,14 +72,11 @@ def class_names_for(model_path: Path, flatbuffer: bytes) -> list[str]:
 
 
 def _open_image(path: Path):
-    from PIL import Image, UnidentifiedImageError
+    # The photo as its boxes see it (turned by its EXIF orientation, RGB, the decompression-bomb limit), as the
+    # TFRecords store it: data/images.py states the rule.
+    from spaghettinet.data.images import open_as_displayed
 
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"cannot read this image: {exc}", path) from exc
+    return open_as_displayed(path)
 
 
 def predict(

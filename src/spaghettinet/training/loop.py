@@ -245,7 +245,8 @@ class _Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.console = Console(stderr=True)
+        # Notes carry paths and class names: printed literally, never read as rich markup.
+        self.console = Console(stderr=True, markup=False, emoji=False, highlight=False)
         self.every = max(1, every)
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
@@ -502,7 +503,7 @@ def train(
         >>> result.step, result.stopped
         (1830, 'time_budget')
     """
-    from spaghettinet.data.inputs import count_records, record_files, train_dataset
+    from spaghettinet.data.inputs import check_records, count_records, record_files, train_dataset
     from spaghettinet.model.detector import build_detector
     from spaghettinet.model.quantize import is_quantization_aware, set_quantization_aware
     from spaghettinet.training.batch_size import choose_batch_size
@@ -524,7 +525,9 @@ def train(
         raise UsageError(f"--batch-size must be positive, got {batch_size}")
     train_files = record_files(config, "train")
     model_dir.mkdir(parents=True, exist_ok=True)
-    messages: list[str] = []
+    # Records training cannot use are named and left out now, not met as a raw tf.data error hours in.
+    record_check = check_records(train_files, int(config.model.num_classes))
+    messages: list[str] = record_check.messages("training")
 
     strategy = choose_strategy()
     chief = _is_chief(strategy)
@@ -569,7 +572,7 @@ def train(
     plan = _read_plan(model_dir)
     if plan is None:
         if batch_size == "auto":
-            train_count = count_records(train_files)
+            train_count = record_check.usable
             choice = choose_batch_size(
                 model, settings.input_size, strategy.num_replicas_in_sync, max_batch=max(1, train_count)
             )
@@ -631,6 +634,7 @@ def train(
         seed=plan.seed,
         start_example=int(state.examples_seen.numpy()),
         files=train_files,
+        record_check=record_check,
     )
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     writer = tf.summary.create_file_writer(str(write_dir / "train"))
