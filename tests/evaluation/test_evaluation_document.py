@@ -3,6 +3,8 @@ figures such as "12.19 MiB" and "--input-size" as written while neutralising wha
 
 from __future__ import annotations
 
+import re
+
 from spaghettinet.evaluation.document import (
     Advice,
     AdviceItem,
@@ -21,17 +23,19 @@ HOSTILE = '<img src=x onerror="alert(1)">'
 
 
 def test_escape_markdown_neutralises_links_and_html():
-    text = escape_markdown("[click](http://evil)\n# <b>&amp;")
-    assert "](" not in text.replace("\\]\\(", "")
+    text = escape_markdown("[click](http://evil) ![i](x.png)\n# <b>&amp; <http://a>")
+    assert re.search(r"(?<!\\)[\[\]]", text) is None  # every bracket escaped: no link, no image
     assert "<" not in text and "\n" not in text
-    assert text.startswith("\\[click\\]\\(")
+    assert text.startswith("\\[click\\](http://evil)")
+    assert "&amp;amp;" in text  # an entity in a name is shown as written
 
 
 def test_escape_markdown_escapes_list_markers_and_rules_only_where_they_act():
     assert escape_markdown("- item") == "\\- item"
     assert escape_markdown("+ item") == "\\+ item"
     assert escape_markdown("12. item") == "12\\. item"
-    assert escape_markdown("3) item") == "3\\) item"  # ")" is escaped everywhere anyway
+    assert escape_markdown("3) item") == "3\\) item"
+    assert escape_markdown("(2/255)") == "(2/255)"
     assert escape_markdown("---") == "\\---"
     assert escape_markdown("===") == "\\==="
     # Not markers: left as written.
@@ -82,5 +86,5 @@ def test_markdown_blocks_escape_their_text():
     )
     assert figures == {}
     assert "- **AP50: 0.86** (int8, 60 test images)" in text
-    assert "1. Few \\[objects\\]\\(x\\) **What to do:** Add photos of \\*cats\\*" in text
+    assert "1. Few \\[objects\\](x) **What to do:** Add photos of \\*cats\\*" in text
     assert "[card](../exported/model%20card.md)" in text

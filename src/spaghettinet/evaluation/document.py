@@ -165,22 +165,24 @@ def escape_html(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-# Characters with a meaning anywhere in a line. "-", "+" and "1." start a list only at the beginning of a line and
+# Characters with a meaning anywhere in a line. "(", ")" and "!" are left alone: they only make a link or an image
+# next to a "[" or "]", which are always escaped. "-", "+" and "1." start a list only at the beginning of a line and
 # before a space (CommonMark), and a line of only "-" or "=" is a rule or a heading underline: only those are escaped,
-# so "12.19 MiB" and "--input-size" stay as written.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~>])")
+# so "12.19 MiB", "(2/255)" and "--input-size" stay as written.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|~>])")
 _MARKDOWN_LINE_START = re.compile(r"^(\s*)([-+]|\d{1,9}[.)])(?=\s|$)|^(\s*)([-=])(?=[-=\s]*$)")
 
 
 def escape_markdown(text: object) -> str:
     """Make any value literal text in Markdown (CommonMark/GFM), also inside a table cell.
 
-    ASCII punctuation with a meaning is backslash-escaped, ``<`` and ``&`` become entities (so no raw HTML or
-    entity reaches a renderer) and line breaks become spaces.
+    ASCII punctuation with a meaning is backslash-escaped (``[`` and ``]`` always, so no link or image can form),
+    ``<`` and ``&`` become entities (so no raw HTML, autolink or entity reaches a renderer) and line breaks become
+    spaces.
 
     Example:
         >>> escape_markdown("<img src=x onerror=alert(1)>")
-        '&lt;img src=x onerror=alert\\\\(1\\\\)\\\\>'
+        '&lt;img src=x onerror=alert(1)\\\\>'
         >>> escape_markdown("- item"), escape_markdown("2. item"), escape_markdown("12.19 MiB")
         ('\\\\- item', '2\\\\. item', '12.19 MiB')
     """

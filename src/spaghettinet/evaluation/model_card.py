@@ -97,6 +97,8 @@ def _files_section(inputs: ReportInputs) -> Section:
             description = (
                 f"float32 {shape}: RGB pixels scaled x × 2/255 − 1 (metadata: mean 127.5, std 127.5)"
             )
+        elif name == "model_fp16.tflite":
+            description = f"float32 {shape}, as model_float.tflite (its weights are stored as float16)"
         else:
             description = "see export_report.json"
         rows.append([name, format_bytes(file_size), description])

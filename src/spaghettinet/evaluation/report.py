@@ -538,7 +538,7 @@ def training_rows(training: TrainingFacts) -> list[list[str]]:
     """``[setting, value]`` rows describing how a model was trained (for the report and the model card).
 
     Example:
-        >>> training_rows(TrainingFacts(variant="s", qat_from_step=None))[:2]
+        >>> training_rows(TrainingFacts(variant="s", qat_from_step=None))[:2]  # doctest: +NORMALIZE_WHITESPACE
         [['variant', 'SpaghettiNet-EdgeTPU-S'], ['quantization-aware training', 'no (int8 by post-training quantization)']]
     """
     rows = []
@@ -561,14 +561,17 @@ def training_rows(training: TrainingFacts) -> list[list[str]]:
         rate = f", learning rate {training.learning_rate:g}" if training.learning_rate else ""
         warmup = f" after {training.warmup_steps} warmup steps" if training.warmup_steps else ""
         rows.append(["optimizer", f"{training.optimizer}{rate}, cosine decay{warmup}"])
-    rows.append(
-        [
-            "quantization-aware training",
-            f"from step {training.qat_from_step}"
-            if training.qat_from_step is not None
-            else "no (int8 by post-training quantization)",
-        ]
-    )
+    if training.qat_from_step is None:
+        qat = "no (int8 by post-training quantization)"
+    elif training.trained_steps is not None and training.trained_steps <= training.qat_from_step:
+        # A time budget can stop training before the planned switch: then export quantized after training.
+        qat = (
+            f"planned from step {training.qat_from_step}, not reached (training stopped at step "
+            f"{training.trained_steps}): int8 by post-training quantization"
+        )
+    else:
+        qat = f"from step {training.qat_from_step}"
+    rows.append(["quantization-aware training", qat])
     rows.append(
         [
             "weight averaging",
@@ -636,11 +639,10 @@ def _accuracy_section(inputs: ReportInputs) -> Section:
             section.blocks.append(Table(["class"] + [scores.label for scores in with_classes], rows))
     if inputs.precision_recall:
         title = "Precision-recall at IoU 0.5"
-        if inputs.precision_recall_model:
-            title += f" ({inputs.precision_recall_model})"
+        caption = title + (f" ({inputs.precision_recall_model})" if inputs.precision_recall_model else "")
         png = visualize.precision_recall_png(inputs.precision_recall, title=title)
         section.blocks.append(
-            Figure(png, "image/png", "precision_recall.png", title + ", one curve per class.")
+            Figure(png, "image/png", "precision_recall.png", caption + ", one curve per class.")
         )
     elif scores_list:
         section.blocks.append(Notice("No precision-recall curves in the evaluation results."))
