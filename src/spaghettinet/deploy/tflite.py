@@ -9,7 +9,8 @@ on real images) and for a quantization-aware checkpoint (ranges trained); either
 that LiteRT's default XNNPACK delegate accepts the model. After conversion the subgraph outputs are rewritten to the op's own order and canonical names, because the
 converter's order is not the op's (stack.md §3.2). In the int8 model, the stride-2 RGB stem conv is then rewritten
 as ``SPACE_TO_DEPTH`` + a stride-1 conv that computes the same integers with less padding in XNNPACK's x86 int8
-kernels (:func:`space_to_depth_strided_convs`).
+kernels (:func:`space_to_depth_strided_convs`). The float16-weight model is the float32 model with its float
+constants stored as float16, each behind a ``DEQUANTIZE`` op (:func:`float16_weights`).
 
 TensorFlow is imported inside the functions (``tf_runtime.import_tensorflow``) so importing this module is cheap.
 """
@@ -285,6 +286,100 @@ def convert_float(saved_model_dir: str | Path) -> bytes:
         >>> tflite_bytes = convert_float("exported/saved_model")  # doctest: +SKIP
     """
     return canonicalize_outputs(_convert(_converter(saved_model_dir), "float32"))
+
+
+#: ``DEQUANTIZE`` of a float16 constant: the version the converter's own float16 mode writes (TF 2.21; the rule is in
+#: tensorflow/lite/tools/versioning/op_version.cc).
+DEQUANTIZE_FLOAT16_VERSION = 3
+
+
+def float16_weights(flatbuffer: bytes) -> tuple[bytes, dict]:
+    """The float32 model with float16 weights: each float32 constant stored as float16 behind a ``DEQUANTIZE`` op.
+
+    This is the layout of the converter's float16 mode (``optimizations=[DEFAULT]``,
+    ``target_spec.supported_types=[tf.float16]``): half the size, computation still in float32 on CPUs, and
+    what GPU delegates read as float16 weights. The converter itself cannot make it for our graph: the model's
+    always-on concat fake-quant ops mark it as quantization-aware, and ``QuantizationMode.converter_flags`` in
+    tensorflow/lite/python/lite.py picks integer quantization before float16, so it returns float32 weights with
+    int8 concats instead (measured with TF 2.21: no float16 tensor, 24 int8 ones). Rewriting the float32 file
+    keeps everything else of it (the concat ranges, the op, the output order) and changes only the weights.
+
+    Kept in float32: the post-processing op's anchors (the op decodes every box from them, and float16 would move
+    an anchor centre by up to 2.4e-4 of the image) and any constant that float16 cannot hold (beyond ±65504).
+
+    Args:
+        flatbuffer: a float32 ``.tflite`` without metadata (the packed labels after the flatbuffer would be lost).
+
+    Returns:
+        ``(bytes, info)``: the float16-weight model and ``{"float16_constants": n, "kept_float32": [names]}``.
+
+    Example:
+        >>> fp16_bytes, info = float16_weights(convert_float("exported/saved_model"))  # doctest: +SKIP
+        >>> constant_types(fp16_bytes)["FLOAT16"] == info["float16_constants"]  # doctest: +SKIP
+        True
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model_object = _read_model(flatbuffer)
+    subgraph = model_object.subgraphs[0]
+    try:
+        kept = {int(t) for t in _postprocess_operator(model_object).inputs}
+    except SpaghettiError:  # no post-processing op: every constant is a weight
+        kept = set()
+    dequantize_ops, kept_names = [], []
+    for index in range(len(subgraph.tensors)):  # the float16 copies appended below are past this range
+        tensor = subgraph.tensors[index]
+        data = model_object.buffers[tensor.buffer].data
+        if tensor.type != schema.TensorType.FLOAT32 or data is None or len(data) == 0:
+            continue
+        values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), "<f4")
+        half = values.astype("<f2")
+        if index in kept or not np.array_equal(np.isfinite(half), np.isfinite(values)):
+            kept_names.append(tensor.name.decode("utf-8", "replace"))
+            continue
+        # The float16 copy takes over the buffer; the original tensor becomes the DEQUANTIZE output, so every op
+        # that read the weight reads it as before, in float32.
+        model_object.buffers[tensor.buffer].data = np.frombuffer(half.tobytes(), np.uint8)
+        stored_tensor = schema.TensorT()
+        stored_tensor.shape = np.asarray(tensor.shape, np.int32)
+        stored_tensor.type = schema.TensorType.FLOAT16
+        stored_tensor.name = tensor.name + b"/float16"
+        stored_tensor.buffer = tensor.buffer
+        subgraph.tensors.append(stored_tensor)
+        stored = len(subgraph.tensors) - 1
+        model_object.buffers.append(schema.BufferT())
+        tensor.buffer = len(model_object.buffers) - 1
+        dequantize = schema.OperatorT()
+        dequantize.opcodeIndex = _opcode_index(
+            model_object, schema.BuiltinOperator.DEQUANTIZE, DEQUANTIZE_FLOAT16_VERSION
+        )
+        dequantize.inputs = np.array([stored], np.int32)
+        dequantize.outputs = np.array([index], np.int32)
+        dequantize_ops.append(dequantize)
+    # First in the graph, as the converter places them: every weight exists before the first op reads it.
+    subgraph.operators = dequantize_ops + list(subgraph.operators)
+    info = {"float16_constants": len(dequantize_ops), "kept_float32": kept_names}
+    return (_write_model(model_object) if dequantize_ops else flatbuffer), info
+
+
+def constant_types(flatbuffer: bytes) -> dict[str, int]:
+    """How many constant tensors (weights, biases, anchors, shapes) the model stores per type, e.g. ``FLOAT16``.
+
+    Example:
+        >>> constant_types(open("model_fp16.tflite", "rb").read())  # doctest: +SKIP
+        {'FLOAT16': 145, 'FLOAT32': 1, 'INT32': 12}
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model_object = _read_model(flatbuffer)
+    counts: dict[str, int] = {}
+    for tensor in model_object.subgraphs[0].tensors:
+        data = model_object.buffers[tensor.buffer].data
+        if data is not None and len(data) > 0:
+            name = type_names[tensor.type]
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def range_layers(model) -> list:
@@ -728,6 +823,22 @@ def _tensors_for_check(flatbuffer: bytes, inputs: list[np.ndarray]) -> list[list
         interpreter.invoke()
         found.append([interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()])
     return found
+
+
+def postprocess_inputs(flatbuffer: bytes, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The post-processing op's two inputs for each image: raw box encodings and class scores at every anchor.
+
+    Args:
+        flatbuffer: a ``.tflite`` with the fused op.
+        images: model inputs as the model takes them (``[1, H, W, 3]``, its input type).
+
+    Returns:
+        Per image ``(box_encodings [1, N, 4], class_scores [1, N, C + 1])`` (scores after the sigmoid).
+
+    Example:
+        >>> encodings, scores = postprocess_inputs(fp16_bytes, [image])[0]  # doctest: +SKIP
+    """
+    return [(found[-2], found[-1]) for found in _tensors_for_check(flatbuffer, images)]
 
 
 def space_to_depth_strided_convs(flatbuffer: bytes, seed: int = 0) -> tuple[bytes, dict]:
