@@ -2,6 +2,7 @@
 
 The model's outputs are read by the canonical names our export gives them (boxes, classes, scores,
 num_detections); rows past ``num_detections`` are uninitialised (stack.md §3.3) and are dropped here.
+:class:`OnnxDetector` runs the ``export --onnx`` model the same way with onnxruntime (an optional extra).
 """
 
 from __future__ import annotations
@@ -109,6 +110,73 @@ class TfliteDetector:
     def invoke(self) -> None:
         """Run the model on whatever input is set (for timing)."""
         self.interpreter.invoke()
+
+
+class OnnxDetector:
+    """The ``model.onnx`` of ``export --onnx`` run with onnxruntime on CPU, as :class:`TfliteDetector` runs a ``.tflite``.
+
+    Args:
+        model: path to the ``.onnx`` file, or its bytes.
+        threads: CPU threads (onnxruntime's intra-op threads).
+
+    Raises:
+        UsageError: onnxruntime is not installed (``pip install 'spaghettinet[onnx]'``).
+        DataError: onnxruntime cannot load the model, or its outputs are not the export's.
+
+    Example:
+        >>> detections = OnnxDetector("exported/model.onnx").detect(pixels_at_model_size)  # doctest: +SKIP
+    """
+
+    def __init__(self, model: str | Path | bytes, threads: int = 1):
+        from spaghettinet.deploy.onnx_export import require_onnx_packages
+
+        _, onnxruntime = require_onnx_packages()
+        where = "<bytes>" if isinstance(model, bytes | bytearray) else str(model)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = onnxruntime.InferenceSession(
+                bytes(model) if isinstance(model, bytes | bytearray) else str(model),
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            raise DataError(f"not an ONNX model onnxruntime can load: {exc}", where) from exc
+        self.input = self.session.get_inputs()[0]
+        names = [output.name for output in self.session.get_outputs()]
+        if sorted(names) != sorted(OUTPUT_NAMES):
+            raise DataError(
+                f"not a spaghettinet ONNX export: outputs {names}, expected {list(OUTPUT_NAMES)}", where
+            )
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` the model takes."""
+        return int(self.input.shape[1]), int(self.input.shape[2])
+
+    def detect(self, pixels: np.ndarray) -> TfliteDetections:
+        """Detect objects in one image already resized to :attr:`input_size`.
+
+        Args:
+            pixels: RGB ``[H, W, 3]`` raw pixels in [0, 255], scaled ``x * 2/255 - 1`` here as in training.
+
+        Returns:
+            :class:`TfliteDetections` with the valid rows only.
+        """
+        pixels = np.asarray(pixels)
+        if pixels.shape != (*self.input_size, 3):
+            raise ValueError(f"image must be {(*self.input_size, 3)} (resize first), got {pixels.shape}")
+        batch = (pixels.astype(np.float32) * (2.0 / 255.0) - 1.0)[np.newaxis]
+        found = dict(
+            zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES), {self.input.name: batch}), strict=True)
+        )
+        n = int(found[OUTPUT_NAMES[3]].reshape(-1)[0])
+        return TfliteDetections(
+            boxes=np.asarray(found[OUTPUT_NAMES[0]][0, :n], np.float32),
+            classes=np.rint(found[OUTPUT_NAMES[1]][0, :n]).astype(np.int32),
+            scores=np.asarray(found[OUTPUT_NAMES[2]][0, :n], np.float32),
+        )
 
 
 def _bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
