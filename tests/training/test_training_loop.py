@@ -242,7 +242,8 @@ def test_time_budget_fits_the_schedule_to_the_steps_it_allows_and_refits_after_q
     train_settings = dataclasses.replace(
         run["cfg"].train, num_steps=10_000, total_steps=10_000, warmup_steps=100
     )
-    cfg = run["cfg"].replace(train=train_settings)
+    # QAT after half of the config's steps: the fitted schedule keeps that share.
+    cfg = run["cfg"].replace(train=train_settings, quantization=QuantizationSettings(delay=5_000))
     budget = 100.0
     result = loop.train(
         cfg, tmp_path / "budget", time_budget=budget, evaluate_at_end=False, show_progress=False
@@ -253,7 +254,10 @@ def test_time_budget_fits_the_schedule_to_the_steps_it_allows_and_refits_after_q
     assert result.step == result.plan.num_steps < 10_000
     switch = [m for m in result.messages if m.startswith("quantization-aware training from step")]
     assert switch and int(switch[0].rsplit(" ", 1)[1]) == result.plan.quantization_delay
-    assert len([m for m in result.messages if "fitted" in m]) == 2
+    fits = [int(m.split(" steps")[0].rsplit(" ", 1)[1]) for m in result.messages if "fitted" in m]
+    assert len(fits) == 2
+    # The first fit (float speed) put QAT at half its steps; the refit after the slower QAT steps keeps that step.
+    assert result.plan.quantization_delay == round(0.5 * fits[0]) and fits[1] == result.plan.num_steps
     history = json.loads((tmp_path / "budget" / loop.HISTORY_FILE).read_text())
     last_rate = [e["learning_rate"] for e in history if "learning_rate" in e][-1]
     assert last_rate < 0.05 * result.plan.learning_rate_base  # the cosine schedule ran to its end
