@@ -32,24 +32,50 @@ def _export_table(report: dict) -> Table:
     if ranges:
         widened = ", ".join(ranges["widened_ranges"]) or "none"
         table.add_row("int8 ranges widened", f"{widened} (floor {ranges['range_floor']})")
+    fp16 = report.get("fp16")
+    if fp16:
+        kept = ", ".join(fp16["kept_float32"]) or "none"
+        table.add_row("fp16 weights", f"{fp16['float16_constants']} constants float16, kept float32: {kept}")
+    onnx = report.get("onnx")
+    if onnx:
+        table.add_row("ONNX", f"opset {onnx['opset']}, tf2onnx {onnx['tf2onnx']}, NMS: {onnx['nms']}")
     edgetpu = report.get("edgetpu")
     if edgetpu:
         table.add_row("Edge TPU problems", "; ".join(edgetpu["problems"]) or "none found")
         table.add_row("edgetpu_compiler", edgetpu["compiler"].get("status", "?"))
     checks = report.get("checks", {})
-    if "int8_vs_keras" in checks:
-        c = checks["int8_vs_keras"]
-        table.add_row(
-            f"int8 vs Keras ({checks['images']} test images)",
-            f"matched {c['matched']}/{c['reference_detections']}, mean IoU {c['mean_iou']}, "
-            f"max |score diff| {c['max_score_difference']}",
-        )
+    if "images" in checks:
+        for key, label in (
+            ("int8_vs_keras", "int8 vs Keras"),
+            ("fp16_vs_float", "fp16 vs float .tflite"),
+            ("onnx_vs_float", "ONNX vs float .tflite"),
+        ):
+            if key in checks:
+                table.add_row(f"{label} ({checks['images']} test images)", _agreement(checks[key]))
+        anchors = checks.get("fp16_vs_float_every_anchor")
+        if anchors:
+            verdict = "within tolerance" if anchors["within_tolerance"] else "BEYOND tolerance"
+            table.add_row(
+                "fp16 vs float, every anchor",
+                f"max |score diff| {anchors['max_score_difference']:.2e}, max |box diff| "
+                f"{anchors['max_box_difference']:.2e} ({verdict})",
+            )
+        models = [name for name in ("float", "fp16", "int8", "onnx") if f"map_{name}" in checks]
         for metric in ("AP", "AP50", "AP75"):
-            shown = [_metric(checks.get(key), metric) for key in ("map_float", "map_int8")]
-            table.add_row(f"COCO {metric} float / int8", " / ".join(shown))
+            shown = [_metric(checks.get(f"map_{name}"), metric) for name in models]
+            table.add_row(f"COCO {metric} {' / '.join(models)}", " / ".join(shown))
     elif "status" in checks:
         table.add_row("accuracy checks", checks["status"])
     return table
+
+
+def _agreement(comparison: dict) -> str:
+    """One detection comparison of the report as a table cell."""
+    mean_iou = comparison["mean_iou"]
+    return (
+        f"matched {comparison['matched']}/{comparison['reference_detections']}, mean IoU "
+        f"{'-' if mean_iou is None else f'{mean_iou:.4f}'}, max |score diff| {comparison['max_score_difference']}"
+    )
 
 
 def _metric(section, name: str) -> str:
@@ -75,8 +101,13 @@ def register(app: typer.Typer) -> None:
         iou_threshold: float = typer.Option(0.6, "--iou-threshold", help="NMS IoU threshold of the op."),
         regular_nms: bool = typer.Option(False, "--regular-nms", help="Per-class NMS instead of fast NMS."),
         quantize: str = typer.Option("auto", "--quantize", help="auto | qat | ptq | none."),
+        onnx: bool = typer.Option(
+            False,
+            "--onnx",
+            help="Also write model.onnx (needs the optional extra: pip install 'spaghettinet\\[onnx]').",
+        ),
     ) -> None:
-        """Export SavedModel, float and int8 .tflite (fused NMS op, metadata), labels.txt and export_report.json."""
+        """Export SavedModel, float, fp16 and int8 .tflite (fused NMS op, metadata), labels.txt, export_report.json."""
         from spaghettinet.deploy.export import export
 
         err_console.print(f"exporting {checkpoint} to {out} ...")
@@ -89,11 +120,17 @@ def register(app: typer.Typer) -> None:
             iou_threshold=iou_threshold,
             regular_nms=regular_nms,
             quantize=quantize,
+            onnx=onnx,
         )
         console.print(_export_table(result.report))
-        console.print(
-            f"int8 model: {result.int8_model}" if result.int8_model else f"float model: {result.float_model}"
-        )
+        for label, path in (
+            ("float16-weight model", result.fp16_model),
+            ("ONNX model", result.onnx_model),
+            ("float model", result.float_model),
+            ("int8 model", result.int8_model),
+        ):
+            if path is not None:
+                console.print(f"{label}: {path}", highlight=False, markup=False)
 
     @app.command("predict")
     def predict_command(

@@ -1,14 +1,19 @@
-"""``export``: a trained checkpoint → SavedModel, float and full-int8 ``.tflite`` with metadata, and a report.
+"""``export``: a trained checkpoint → SavedModel, float, float16-weight and full-int8 ``.tflite``, optional ONNX, a report.
 
 Writes into ``out``:
 
 * ``saved_model/``: serving signature ``serving_default`` (input ``image`` float32 ``[1, H, W, 3]`` in [-1, 1],
   outputs boxes / classes / scores / num_detections through the fused post-processing), float model;
 * ``model_float.tflite``: float32, input scaled ``x * 2/255 - 1`` (metadata normalization 127.5 / 127.5);
+* ``model_fp16.tflite``: the float model with float16 weights (half the size, float32 compute; for GPU delegates),
+  same input, op, metadata and labels (``tflite.float16_weights``);
 * ``model_int8.tflite``: int8 everywhere but the post-processing, uint8 pixels in (scale 2/255, zero point 128),
   its RGB stem conv laid out for XNNPACK's int8 kernels (``tflite.space_to_depth_strided_convs``);
-* ``labels.txt``: foreground class names, one per line, 0-based (also packed inside both ``.tflite`` files);
-* ``export_report.json``: ops and tensor types, Edge TPU compatibility, int8 vs Keras detections, float vs int8 mAP.
+* ``model.onnx`` (``onnx=True``, needs the ``onnx`` extra): float, the post-processing as ONNX ops with
+  ``NonMaxSuppression`` (``onnx_export``), checked with onnxruntime against the float ``.tflite``;
+* ``labels.txt``: foreground class names, one per line, 0-based (also packed inside every ``.tflite`` file);
+* ``export_report.json``: ops and tensor types, Edge TPU compatibility, each model's detections against the Keras
+  model (and the fp16 and ONNX models' against the float ``.tflite``), and each model's COCO mAP on test images.
 
 Every file is written to a temporary name and renamed, so an interrupted export leaves no half-written output.
 """
@@ -34,6 +39,16 @@ DEFAULT_CALIBRATION_IMAGES = 64
 DEFAULT_CHECK_IMAGES = 100
 #: IoU above which an int8 detection counts as the same object as a Keras detection of the same class.
 MATCH_IOU = 0.5
+#: Largest score difference, over every anchor of every check image, that the fp16 model may show against the
+#: float model. A float16 weight is its float32 value to 2**-11 (relative); measured on the demo model (S, 160²,
+#: QAT, AP50 0.70, 60 test images, 552 anchors each): mean 1.3e-4, max 5.6e-3, the max where a value sits on a
+#: rounding edge of the always-on 8-bit concat quantization and moves a whole step (Keras against the float file
+#: shows the same, max 9.4e-4). Set at 3.5 times that max and a quarter of the int8 model's largest (8e-2): beyond
+#: it, the fp16 file is broken, not rounded.
+FP16_MAX_SCORE_DIFFERENCE = 2e-2
+#: Largest decoded box coordinate difference over every anchor, as a fraction of the image (1.6 pixels at 320²);
+#: measured on the same model: mean 8.4e-5, max 1.9e-3.
+FP16_MAX_BOX_DIFFERENCE = 5e-3
 
 
 @dataclass
@@ -45,6 +60,8 @@ class ExportResult:
         saved_model: ``out/saved_model``.
         float_model: ``out/model_float.tflite``.
         int8_model: ``out/model_int8.tflite``, or None with ``quantize="none"``.
+        fp16_model: ``out/model_fp16.tflite``.
+        onnx_model: ``out/model.onnx``, or None without ``onnx=True``.
         labels: ``out/labels.txt``.
         report_path: ``out/export_report.json``.
         quantization: ``"qat"``, ``"ptq"`` or ``"none"`` (what was done, ``auto`` resolved).
@@ -60,6 +77,8 @@ class ExportResult:
     report_path: Path
     quantization: str
     step: int
+    fp16_model: Path | None = None
+    onnx_model: Path | None = None
     report: dict = field(default_factory=dict)
 
 
@@ -229,6 +248,7 @@ def export(
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     check_images: int = DEFAULT_CHECK_IMAGES,
     run_compiler: bool = True,
+    onnx: bool = False,
 ) -> ExportResult:
     """Export a trained checkpoint for deployment (see the module docstring for the files written).
 
@@ -241,17 +261,18 @@ def export(
         iou_threshold: the op's NMS IoU threshold, in (0, 1].
         regular_nms: per-class NMS instead of the faster class-agnostic default.
         quantize: ``auto`` (QAT when the checkpoint was trained quantization-aware, else PTQ), ``qat``, ``ptq``,
-            or ``none`` (float model only).
+            or ``none`` (no int8 model).
         calibration_images: training images used to calibrate PTQ.
-        check_images: test images for the detection comparison and mAP.
+        check_images: test images for the detection comparisons and mAP.
         run_compiler: run ``edgetpu_compiler`` when it is on PATH.
+        onnx: also write ``model.onnx`` (needs ``pip install 'spaghettinet[onnx]'``).
 
     Returns:
         :class:`ExportResult`.
 
     Raises:
         DataError: unreadable config / checkpoint / records, or an int8 model with float ops left.
-        UsageError: impossible options.
+        UsageError: impossible options, or ``onnx=True`` without the ``onnx`` extra installed.
 
     Example:
         >>> result = export("training/pipeline.config", "training/training-output", "exported")  # doctest: +SKIP
@@ -265,6 +286,10 @@ def export(
 
     if not isinstance(calibration_images, int) or calibration_images < 1:
         raise UsageError(f"calibration_images must be a positive integer, got {calibration_images!r}")
+    if onnx:  # before the slow part: a missing extra is said at once
+        from spaghettinet.deploy.onnx_export import require_onnx_packages
+
+        require_onnx_packages()
     cfg = read_config(config) if isinstance(config, str | Path) else config
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -294,7 +319,7 @@ def export(
     quantization = resolve_quantization(quantize, checkpoint_is_qat, checkpoint)
     size = tuple(int(v) for v in cfg.model.input_size)
 
-    test_examples = load_images(cfg, cfg.eval_input, check_images) if quantization != "none" else []
+    test_examples = load_images(cfg, cfg.eval_input, check_images)
     train_examples = load_images(cfg, cfg.train_input, calibration_images)
     if quantization == "ptq" and not train_examples:
         raise DataError(
@@ -332,7 +357,12 @@ def export(
         set_quantization_aware(model, False)
         with atomic_path(out / "saved_model") as saved_model_tmp:
             tflite.write_saved_model(model, settings, saved_model_tmp)
-            float_bytes = metadata.add_metadata(tflite.convert_float(saved_model_tmp), class_names)
+            float_plain = tflite.convert_float(saved_model_tmp)
+        # The same flatbuffer with float16 weights: the fp16 model computes the float model's function.
+        fp16_plain, report["fp16"] = tflite.float16_weights(float_plain)
+        report["fp16"]["constant_types"] = tflite.constant_types(fp16_plain)
+        float_bytes = metadata.add_metadata(float_plain, class_names)
+        fp16_bytes = metadata.add_metadata(fp16_plain, class_names)
         int8_bytes = None
         if quantization != "none":
             # PTQ and QAT both convert the model's own fake-quant graph, so every range is ours (calibrated on
@@ -343,9 +373,11 @@ def export(
             int8_bytes, report["int8_space_to_depth"] = tflite.space_to_depth_strided_convs(int8_bytes)
 
     _check_loads(float_bytes, "model_float.tflite", report, out)
+    _check_loads(fp16_bytes, "model_fp16.tflite", report, out)
     labels_path = write_text_atomic(out / "labels.txt", metadata.labels_text(class_names))
     float_path = write_bytes_atomic(out / "model_float.tflite", float_bytes)
-    report["files"] = {"model_float.tflite": len(float_bytes)}
+    fp16_path = write_bytes_atomic(out / "model_fp16.tflite", fp16_bytes)
+    report["files"] = {"model_float.tflite": len(float_bytes), "model_fp16.tflite": len(fp16_bytes)}
     int8_path = None
     if int8_bytes is not None:
         operators = edgetpu.list_operators(int8_bytes)
@@ -374,10 +406,23 @@ def export(
         _check_loads(int8_bytes, "model_int8.tflite", report, out)
         int8_path = write_bytes_atomic(out / "model_int8.tflite", int8_bytes)
         report["files"]["model_int8.tflite"] = len(int8_bytes)
-        report["checks"] = _accuracy_checks(
-            model, settings, float_bytes, int8_bytes, test_examples, size, class_names
-        )
 
+    onnx_bytes = onnx_path = None
+    if onnx:
+        from spaghettinet.deploy.onnx_export import convert_onnx
+
+        # The model is in float mode again (convert_int8 restores it): the ONNX file is the float model.
+        onnx_bytes, report["onnx"] = convert_onnx(model, settings, class_names)
+        _check_onnx_loads(onnx_bytes, report, out)
+        onnx_path = write_bytes_atomic(out / "model.onnx", onnx_bytes)
+        report["files"]["model.onnx"] = len(onnx_bytes)
+
+    tflite_models = {"float": float_bytes, "fp16": fp16_bytes}
+    if int8_bytes is not None:
+        tflite_models["int8"] = int8_bytes
+    report["checks"] = _accuracy_checks(
+        model, settings, tflite_models, onnx_bytes, test_examples, size, class_names
+    )
     report_path = write_text_atomic(out / "export_report.json", json.dumps(report, indent=2, default=str))
     return ExportResult(
         out=out,
@@ -388,6 +433,8 @@ def export(
         report_path=report_path,
         quantization=quantization,
         step=step,
+        fp16_model=fp16_path,
+        onnx_model=onnx_path,
         report=report,
     )
 
@@ -410,26 +457,108 @@ def _check_loads(flatbuffer: bytes, name: str, report: dict, out: Path) -> None:
         ) from exc
 
 
+def _check_onnx_loads(onnx_bytes: bytes, report: dict, out: Path) -> None:
+    """Raise unless onnxruntime loads ``model.onnx`` on CPU; the model is not written when it fails."""
+    from spaghettinet.deploy.runtime import OnnxDetector
+
+    try:
+        OnnxDetector(onnx_bytes)
+    except DataError as exc:
+        report_path = write_text_atomic(out / "export_report.json", json.dumps(report, indent=2, default=str))
+        raise SpaghettiError(
+            f"onnxruntime cannot load the converted model.onnx; it was not written (details in {report_path}): "
+            f"{exc.message}",
+            out,
+        ) from exc
+
+
+def _every_anchor_differences(reference: bytes, candidate: bytes, pixels: list[np.ndarray], anchors) -> dict:
+    """Largest differences between two float-input ``.tflite`` models at the post-processing op's inputs.
+
+    The op's inputs hold every anchor's box encoding and class scores, so this compares all of them, where the
+    few detections above the op's threshold compare almost none.
+    """
+    from spaghettinet.model.box_coder import decode
+
+    images = [(p.astype(np.float32) * (2.0 / 255.0) - 1.0)[np.newaxis] for p in pixels]
+    score_differences, box_differences = [], []
+    for want, got in zip(
+        tflite.postprocess_inputs(reference, images),
+        tflite.postprocess_inputs(candidate, images),
+        strict=True,
+    ):
+        (want_encodings, want_scores), (got_encodings, got_scores) = want, got
+        score_differences.append(np.abs(want_scores[..., 1:] - got_scores[..., 1:]).ravel())
+        box_differences.append(
+            np.abs(decode(want_encodings[0], anchors) - decode(got_encodings[0], anchors)).ravel()
+        )
+    scores = np.concatenate(score_differences)
+    boxes = np.concatenate(box_differences)
+    return {
+        "anchors": int(len(anchors)),
+        "max_score_difference": float(scores.max()),
+        "mean_score_difference": float(scores.mean()),
+        "max_box_difference": float(boxes.max()),
+        "mean_box_difference": float(boxes.mean()),
+    }
+
+
 def _accuracy_checks(
-    model, settings, float_bytes: bytes, int8_bytes: bytes, examples: list, size, class_names: list[str]
+    model,
+    settings,
+    tflite_models: dict[str, bytes],
+    onnx_bytes: bytes | None,
+    examples: list,
+    size,
+    class_names: list[str],
 ) -> dict:
-    """int8 vs Keras detections and float vs int8 mAP on the test images."""
-    from spaghettinet.deploy.runtime import TfliteDetector
+    """Each model's detections against the Keras model's, fp16 and ONNX against the float ``.tflite``, COCO mAP.
+
+    Args:
+        model: the Keras detector (float mode).
+        settings: the post-processing attributes (the Keras side runs the op's rules in numpy).
+        tflite_models: ``{"float": bytes, "fp16": bytes, "int8": bytes}`` (int8 absent without quantization).
+        onnx_bytes: ``model.onnx``, or None.
+        examples: test records.
+        size: model input ``(height, width)``.
+        class_names: label-map names.
+
+    Returns:
+        ``images``; ``<model>_vs_keras`` per ``.tflite``; ``fp16_vs_float`` and ``onnx_vs_float`` (detections),
+        ``fp16_vs_float_every_anchor`` (largest score and box differences at every anchor, with
+        ``within_tolerance``); ``map_<model>`` per model. Or ``status`` when there are no test records.
+    """
+    from spaghettinet.deploy.runtime import OnnxDetector, TfliteDetector
 
     if not examples:
         return {"status": "skipped: eval_input_reader lists no readable records"}
-    float_detector = TfliteDetector(float_bytes)
-    int8_detector = TfliteDetector(int8_bytes)
-    keras_found, float_found, int8_found = [], [], []
+    detectors = {name: TfliteDetector(flatbuffer) for name, flatbuffer in tflite_models.items()}
+    if onnx_bytes is not None:
+        detectors["onnx"] = OnnxDetector(onnx_bytes)
+    keras_found: list = []
+    found: dict[str, list] = {name: [] for name in detectors}
+    all_pixels = []
     for example in examples:
         pixels = _model_pixels(example, size)
+        all_pixels.append(pixels)
         keras_found.append(_keras_detections(model, settings, pixels))
-        float_found.append(_tflite_detections(float_detector, pixels))
-        int8_found.append(_tflite_detections(int8_detector, pixels))
-    return {
-        "images": len(examples),
-        "int8_vs_keras": compare_detections(keras_found, int8_found),
-        "float_vs_keras": compare_detections(keras_found, float_found),
-        "map_float": _coco_map(examples, float_found, class_names),
-        "map_int8": _coco_map(examples, int8_found, class_names),
-    }
+        for name, detector in detectors.items():
+            found[name].append(_tflite_detections(detector, pixels))
+    checks: dict = {"images": len(examples)}
+    for name in tflite_models:
+        checks[f"{name}_vs_keras"] = compare_detections(keras_found, found[name])
+    checks["fp16_vs_float"] = compare_detections(found["float"], found["fp16"])
+    every_anchor = _every_anchor_differences(
+        tflite_models["float"], tflite_models["fp16"], all_pixels, model.anchors
+    )
+    every_anchor["within_tolerance"] = (
+        every_anchor["max_score_difference"] <= FP16_MAX_SCORE_DIFFERENCE
+        and every_anchor["max_box_difference"] <= FP16_MAX_BOX_DIFFERENCE
+    )
+    every_anchor["tolerance"] = {"score": FP16_MAX_SCORE_DIFFERENCE, "box": FP16_MAX_BOX_DIFFERENCE}
+    checks["fp16_vs_float_every_anchor"] = every_anchor
+    if "onnx" in found:
+        checks["onnx_vs_float"] = compare_detections(found["float"], found["onnx"])
+    for name in found:
+        checks[f"map_{name}"] = _coco_map(examples, found[name], class_names)
+    return checks
