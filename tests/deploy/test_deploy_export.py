@@ -192,7 +192,9 @@ def test_int8_and_float_match_postprocess_reference(exported):
 
     Both sides run the same algorithm in float32, so scores agree to rounding; a detection may only differ where
     two candidates tie to within rounding. Rounding here is the convolutions' sums taken in another order (LiteRT's
-    XNNPACK against TensorFlow's oneDNN): measured up to 1.3e-5 in a score (mean 1.3e-6, 50 detections).
+    XNNPACK against TensorFlow's oneDNN), measured up to 1.3e-5 in a score on this model; where such a difference
+    puts a value on the other side of a rounding edge of the always-on 8-bit concat quantization, it moves a whole
+    step and a score by up to about 1e-3 (measured 9.4e-4 on the demo model). A wrong op is off by far more.
     """
     report = json.loads(exported["result"].report_path.read_text())
     checks = report["checks"]
@@ -203,7 +205,7 @@ def test_int8_and_float_match_postprocess_reference(exported):
     float_vs_keras = checks["float_vs_keras"]
     assert float_vs_keras["reference_detections"] > 0
     assert float_vs_keras["matched_fraction"] >= 0.9
-    assert float_vs_keras["max_score_difference"] < 1e-4
+    assert float_vs_keras["max_score_difference"] < 5e-3
     int8_vs_keras = checks["int8_vs_keras"]
     assert int8_vs_keras["matched"] > 0
     assert int8_vs_keras["mean_iou"] > 0.8
@@ -588,13 +590,15 @@ def test_onnx_model_agrees_with_float_tflite(exported):
     onnx_vs_float = report["checks"]["onnx_vs_float"]
     assert onnx_vs_float["reference_detections"] > 0
     assert onnx_vs_float["matched_fraction"] >= 0.9
-    assert onnx_vs_float["max_score_difference"] < 1e-4  # float32 both, sums in another order (measured 7e-6)
+    # float32 both, sums in another order: measured 7e-6 here, 1.3e-3 on the demo model where a value crosses a
+    # rounding edge of the 8-bit concat quantization (see test_int8_and_float_match_postprocess_reference).
+    assert onnx_vs_float["max_score_difference"] < 5e-3
     assert sorted(report["checks"]["map_onnx"]["per_class_ap"]) == sorted(exported["class_names"])
     image = resize_for_model(_pixels(exported["photos"][0]), INPUT_SIZE)
     found = OnnxDetector(result.onnx_model).detect(image)
     expected = TfliteDetector(result.float_model).detect(image)
     assert found.num == expected.num > 0
-    assert np.allclose(found.scores, expected.scores, atol=1e-4)
+    assert np.allclose(found.scores, expected.scores, atol=5e-3)
 
 
 def test_onnx_without_the_extra_is_a_usage_error_naming_it(monkeypatch, tmp_path, capsys):
