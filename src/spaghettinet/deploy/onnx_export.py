@@ -19,8 +19,8 @@ Why not the obvious routes:
   NMS over all anchors).
 
 ``tf2onnx`` and ``onnxruntime`` are an optional extra (``pip install 'spaghettinet[onnx]'``), imported only here
-and only when asked for: tf2onnx 1.16 and older pin ``protobuf~=3.20``, which cannot install beside TensorFlow 2.21
-(it needs protobuf 6.31.1 or newer); tf2onnx 1.17.0 installs and converts.
+and only when asked for: tf2onnx 1.16.1 pins ``protobuf~=3.20``, which cannot install beside TensorFlow 2.21 (it
+needs protobuf 6.31.1 or newer); tf2onnx 1.17.0 installs and converts.
 """
 
 from __future__ import annotations
