@@ -9,7 +9,8 @@ layout, so every later stage is the same for all three.
     W/images/train, W/images/test, W/images/{train,test}_labels.csv, W/images/split.json, W/images/validation.json
     W/training/label_map.pbtxt, W/training/pipeline.config, W/training/{train,test}.record
     W/training/training-output/   (checkpoints, metrics_history.json, eval.json)
-    W/exported/                   (model_float.tflite, model_int8.tflite, labels.txt, export_report.json, latency.json)
+    W/exported/                   (model_int8.tflite, model_float.tflite, model_fp16.tflite, labels.txt, export_report.json,
+                                   latency.json, model_card.md)
     W/report/                     (index.html, report.md and its figures)
 
 A stage is skipped when it finished before (recorded in ``W/.spaghettinet/stages.json`` with the settings it ran
@@ -434,8 +435,10 @@ def _export(settings: RunSettings, log) -> str:
         settings.config, settings.model_dir, settings.exported, quantize=settings.quantize, **options
     )
     if result.int8_model is None:
-        return f"{result.float_model.name} (no int8 model: quantize={result.quantization})"
-    return f"{result.int8_model.name} ({result.quantization.upper()}), {result.float_model.name}"
+        others = ", ".join(p.name for p in (result.float_model, result.fp16_model) if p is not None)
+        return f"{others} (no int8 model: quantize={result.quantization})"
+    others = "".join(f", {p.name}" for p in (result.float_model, result.fp16_model) if p is not None)
+    return f"{result.int8_model.name} ({result.quantization.upper()}){others}"
 
 
 def _latency(settings: RunSettings, log) -> str:
@@ -460,13 +463,16 @@ def _exported_models(settings: RunSettings) -> list[str]:
         )
     except (OSError, ValueError, AttributeError):
         files = {}
-    return [name for name in ("model_int8.tflite", "model_float.tflite") if name in files]
+    return [
+        name for name in ("model_int8.tflite", "model_float.tflite", "model_fp16.tflite") if name in files
+    ]
 
 
 def _report(settings: RunSettings, log) -> str:
     from spaghettinet.evaluation.report import load_report_inputs, write_report
 
-    inputs = load_report_inputs(settings.workdir)
+    # detect=True: the shipped model on the whole test split (confusion matrix, worst images, the verdict's AP).
+    inputs = load_report_inputs(settings.workdir, detect=True)
     inputs.settings = _settings_table(settings)
     inputs.test_pictures = test_pictures(settings.workdir, inputs)
     paths = write_report(inputs, settings.report_dir)
@@ -490,7 +496,7 @@ def write_run_report(workdir: str | Path, out: str | Path | None = None):
     from spaghettinet.evaluation.report import load_report_inputs, write_report
 
     workdir = Path(workdir)
-    inputs = load_report_inputs(workdir)
+    inputs = load_report_inputs(workdir, detect=True)
     inputs.test_pictures = test_pictures(workdir, inputs)
     return write_report(inputs, Path(out) if out is not None else workdir / "report")
 
@@ -666,7 +672,7 @@ STAGES: tuple[Stage, ...] = (
             s.exported / "export_report.json",
             s.exported / "latency.json",
         ],
-        lambda s: [s.report_dir / "index.html", s.report_dir / "report.md"],
+        lambda s: [s.report_dir / "index.html", s.report_dir / "report.md", s.exported / "model_card.md"],
         lambda s: {"settings": _settings_table(s)},
         _report,
     ),

@@ -891,6 +891,8 @@ def export_check_rows(report: Mapping) -> list[list[str]]:
         for key, label in (
             ("int8_vs_keras", "int8 .tflite vs Keras"),
             ("float_vs_keras", "float .tflite vs Keras"),
+            ("fp16_vs_float", "fp16 .tflite vs float .tflite"),
+            ("onnx_vs_float", "ONNX vs float .tflite"),
         ):
             if isinstance(checks.get(key), Mapping):
                 text, status = _detections_agreement(checks[key])
@@ -906,6 +908,16 @@ def export_check_rows(report: Mapping) -> list[list[str]]:
                     f"AP float vs int8 .tflite ({images} test images)",
                     f"{format_number(float_ap)} vs {format_number(int8_ap)}",
                     status,
+                ]
+            )
+        every_anchor = checks.get("fp16_vs_float_every_anchor")
+        if isinstance(every_anchor, Mapping):
+            rows.append(
+                [
+                    f"fp16 vs float .tflite, every anchor ({images} test images)",
+                    f"largest score difference {format_number(_number(every_anchor.get('max_score_difference')))}, "
+                    f"largest box difference {format_number(_number(every_anchor.get('max_box_difference')))}",
+                    "ok" if every_anchor.get("within_tolerance") else "check",
                 ]
             )
     calibrated = report.get("calibration_images")
@@ -1519,7 +1531,8 @@ def load_report_inputs(workdir: str | Path, title: str | None = None, detect: bo
                     inputs.precision_recall, inputs.precision_recall_model = pr, label
     exported = workdir / "exported"
     if exported.is_dir():
-        inputs.model_sizes = {p.name: p.stat().st_size for p in sorted(exported.glob("*.tflite"))}
+        models = sorted([*exported.glob("*.tflite"), *exported.glob("*.onnx")])
+        inputs.model_sizes = {p.name: p.stat().st_size for p in models}
         if inputs.model_sizes:
             inputs.model_card_path = exported / MODEL_CARD
     latency = _read_json(workdir / "exported" / "latency.json", missing)
@@ -1539,7 +1552,12 @@ def _export_evaluations(report: Mapping) -> list[tuple[str, Mapping]]:
     if isinstance(checks, Mapping):
         quantization = str(report.get("quantization", "")).upper()
         int8_label = f"{quantization} int8 TFLite" if quantization in ("QAT", "PTQ") else "int8 TFLite"
-        for key, label in (("map_float", "float TFLite"), ("map_int8", int8_label)):
+        for key, label in (
+            ("map_float", "float TFLite"),
+            ("map_int8", int8_label),
+            ("map_fp16", "fp16 TFLite"),
+            ("map_onnx", "ONNX"),
+        ):
             entry = checks.get(key)
             if isinstance(entry, Mapping):
                 found.append((label, entry))
