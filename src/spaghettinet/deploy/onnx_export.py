@@ -25,6 +25,7 @@ needs protobuf 6.31.1 or newer); tf2onnx 1.17.0 installs and converts.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
 
@@ -53,15 +54,18 @@ def require_onnx_packages() -> tuple:
     Example:
         >>> tf2onnx, onnxruntime = require_onnx_packages()  # doctest: +SKIP
     """
-    try:
-        import onnxruntime
-        import tf2onnx
-    except ImportError as exc:
+    modules, missing = {}, []
+    for name in ("tf2onnx", "onnxruntime"):
+        try:
+            modules[name] = importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
         raise UsageError(
-            f"--onnx needs the optional packages tf2onnx and onnxruntime ({exc.name} is not installed): "
-            f"{ONNX_EXTRA_INSTALL}"
-        ) from exc
-    return tf2onnx, onnxruntime
+            f"--onnx needs the optional packages tf2onnx and onnxruntime ({' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed): {ONNX_EXTRA_INSTALL}"
+        )
+    return modules["tf2onnx"], modules["onnxruntime"]
 
 
 def postprocess_function(settings: PostprocessSettings, anchors_yxyx: np.ndarray):

@@ -525,11 +525,12 @@ def train(
         raise UsageError(f"--batch-size must be positive, got {batch_size}")
     train_files = record_files(config, "train")
     model_dir.mkdir(parents=True, exist_ok=True)
+    # Before any TF op runs: a multi-worker strategy configures collective ops, which TF allows only at startup.
+    strategy = choose_strategy()
     # Records training cannot use are named and left out now, not met as a raw tf.data error hours in.
     record_check = check_records(train_files, int(config.model.num_classes))
     messages: list[str] = record_check.messages("training")
 
-    strategy = choose_strategy()
     chief = _is_chief(strategy)
     write_dir = model_dir if chief else model_dir / f".worker-{strategy.cluster_resolver.task_id}"
     settings = config.model
