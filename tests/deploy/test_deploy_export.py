@@ -86,6 +86,8 @@ def test_export_writes_every_output(exported):
     report = json.loads(exported["result"].report_path.read_text())
     assert {"model_float.tflite", "model_fp16.tflite", "model_int8.tflite"} <= set(report["files"])
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    # Several classes: per-class NMS unless asked otherwise, so neighbouring objects of two classes both stay.
+    assert len(exported["class_names"]) > 1 and report["postprocess"]["use_regular_nms"] is True
 
 
 def test_int8_model_is_int8_except_postprocess_and_its_dequantize_inputs(exported):
@@ -270,6 +272,31 @@ def test_qat_requires_a_quantization_aware_checkpoint():
         resolve_quantization("qat", False, "ckpt")
     with pytest.raises(UsageError):
         resolve_quantization("int4", False, "ckpt")
+
+
+def test_nms_default_is_per_class_for_several_classes_and_fast_for_one(tmp_path):
+    from spaghettinet.cli import main
+    from spaghettinet.deploy.export import default_regular_nms
+
+    assert (
+        default_regular_nms(1) is False and default_regular_nms(2) is True and default_regular_nms(90) is True
+    )
+    # Both spellings of the switch are accepted by the CLI (the bad checkpoint then stops it, exit code 1).
+    for switch in ("--regular-nms", "--fast-nms"):
+        with pytest.raises(SystemExit) as stopped:
+            main(
+                [
+                    "export",
+                    "--config",
+                    str(tmp_path / "none.config"),
+                    "--checkpoint",
+                    str(tmp_path),
+                    "--out",
+                    str(tmp_path / "out"),
+                    switch,
+                ]
+            )
+        assert stopped.value.code == 1
 
 
 def test_signature_string_follows_the_exporter_format():
@@ -602,14 +629,16 @@ def test_onnx_model_agrees_with_float_tflite(exported):
 
 
 def test_onnx_without_the_extra_is_a_usage_error_naming_it(monkeypatch, tmp_path, capsys):
-    """Without tf2onnx, ``export --onnx`` stops at once with one line saying what to install (exit code 2)."""
+    """Without the extra, ``export --onnx`` stops at once with one line naming what is missing (exit code 2)."""
     import sys
 
     from spaghettinet.cli import main
     from spaghettinet.deploy.export import export
 
-    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # a None entry makes `import tf2onnx` raise ImportError
-    with pytest.raises(UsageError, match=r"tf2onnx is not installed.*spaghettinet\[onnx\]"):
+    # A None entry makes the import raise ImportError, whether or not the package is installed here.
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(UsageError, match=r"tf2onnx and onnxruntime are not installed.*spaghettinet\[onnx\]"):
         export(tmp_path / "pipeline.config", tmp_path / "model", tmp_path / "out", onnx=True)
     arguments = ["--config", str(tmp_path / "pipeline.config"), "--checkpoint", str(tmp_path)]
     with pytest.raises(SystemExit) as stopped:
@@ -617,7 +646,7 @@ def test_onnx_without_the_extra_is_a_usage_error_naming_it(monkeypatch, tmp_path
     assert stopped.value.code == 2
     error_lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert error_lines[-1] == (
-        "error: --onnx needs the optional packages tf2onnx and onnxruntime (tf2onnx is not installed): "
-        "pip install 'spaghettinet[onnx]'"
+        "error: --onnx needs the optional packages tf2onnx and onnxruntime (tf2onnx and onnxruntime are not "
+        "installed): pip install 'spaghettinet[onnx]'"
     )
     assert not (tmp_path / "out").exists()

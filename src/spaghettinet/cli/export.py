@@ -99,7 +99,12 @@ def register(app: typer.Typer) -> None:
             0.3, "--score-threshold", help="NMS score threshold of the op."
         ),
         iou_threshold: float = typer.Option(0.6, "--iou-threshold", help="NMS IoU threshold of the op."),
-        regular_nms: bool = typer.Option(False, "--regular-nms", help="Per-class NMS instead of fast NMS."),
+        regular_nms: bool | None = typer.Option(
+            None,
+            "--regular-nms/--fast-nms",
+            help="Per-class NMS, or the op's class-agnostic fast NMS (default: per class when there are 2+ classes).",
+            show_default=False,
+        ),
         quantize: str = typer.Option("auto", "--quantize", help="auto | qat | ptq | none."),
         onnx: bool = typer.Option(
             False,

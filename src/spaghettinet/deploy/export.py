@@ -82,6 +82,27 @@ class ExportResult:
     report: dict = field(default_factory=dict)
 
 
+def default_regular_nms(num_classes: int) -> bool:
+    """Whether an export without ``--regular-nms``/``--fast-nms`` runs NMS per class.
+
+    With one class both kinds give the same boxes, and fast NMS is the cheaper. With several, fast NMS keeps one
+    class per anchor and lets a box of one class suppress an overlapping box of another, so two neighbouring
+    objects of similar classes (two boards side by side) lose one of them, and COCO's per-class matching counts
+    that as a miss. ``benchmarks/bench_nms.py`` measures both on a trained model (AP and latency).
+
+    Args:
+        num_classes: the model's classes.
+
+    Returns:
+        True for two classes or more.
+
+    Example:
+        >>> default_regular_nms(1), default_regular_nms(4)
+        (False, True)
+    """
+    return num_classes > 1
+
+
 def resolve_quantization(requested: str, checkpoint_is_qat: bool, checkpoint: str | Path) -> str:
     """Turn ``--quantize`` into what export does: ``auto`` is ``qat`` for a QAT checkpoint, else ``ptq``.
 
@@ -243,7 +264,7 @@ def export(
     max_detections: int = 10,
     score_threshold: float = 0.3,
     iou_threshold: float = 0.6,
-    regular_nms: bool = False,
+    regular_nms: bool | None = None,
     quantize: str = "auto",
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     check_images: int = DEFAULT_CHECK_IMAGES,
@@ -259,7 +280,8 @@ def export(
         max_detections: rows in each output (K).
         score_threshold: the op's NMS score threshold; meaningful values only (spec §6 gotcha 12).
         iou_threshold: the op's NMS IoU threshold, in (0, 1].
-        regular_nms: per-class NMS instead of the faster class-agnostic default.
+        regular_nms: per-class NMS (True) or the op's class-agnostic fast NMS (False); None chooses by the
+            number of classes (:func:`default_regular_nms`).
         quantize: ``auto`` (QAT when the checkpoint was trained quantization-aware, else PTQ), ``qat``, ``ptq``,
             or ``none`` (no int8 model).
         calibration_images: training images used to calibrate PTQ.
@@ -299,7 +321,9 @@ def export(
         max_detections=max_detections,
         score_threshold=score_threshold,
         iou_threshold=iou_threshold,
-        use_regular_nms=regular_nms,
+        use_regular_nms=default_regular_nms(cfg.model.num_classes)
+        if regular_nms is None
+        else bool(regular_nms),
         scales=tuple(float(s) for s in cfg.model.box_coder_scales),
     )
     try:
