@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,17 @@ from spaghettinet.cli import main
 from spaghettinet.errors import DataError, UsageError
 from spaghettinet.pipeline_config import read_config
 from spaghettinet.pipeline_config.generate import config, count_records, plan_training
+from spaghettinet.tf_runtime import import_tensorflow
 
 LABEL_MAP = 'item { id: 1 name: "arduino" }\nitem { id: 2 name: "esp8266" }\nitem { id: 3 name: "pico" }\n'
 
 
 def _write_framed_records(path: Path, payloads: list[bytes]) -> Path:
-    """TFRecord framing (length, CRC, data, CRC) with zero CRCs: enough for counting, not for TF to read."""
-    with path.open("wb") as stream:
+    """Real TFRecord files (length, CRC, data, CRC), as the config stage counts them with their checksums."""
+    tf = import_tensorflow()
+    with tf.io.TFRecordWriter(str(path)) as writer:
         for payload in payloads:
-            stream.write(struct.pack("<Q", len(payload)) + b"\0" * 4 + payload + b"\0" * 4)
+            writer.write(payload)
     return path
 
 
@@ -42,18 +43,21 @@ def test_count_records_counts_and_detects_truncation(tmp_path):
         count_records(path)
 
 
-def test_plan_scales_the_reference_schedule_to_the_data():
+def test_plan_sizes_the_schedule_to_the_data_and_starts_qat_late():
     plan = plan_training(400, batch_size=8)
     assert plan.num_steps == 2500  # 50 epochs of 400 images at batch 8
-    assert plan.learning_rate_base == pytest.approx(0.8 * 8 / 512)
-    assert plan.warmup_learning_rate == pytest.approx(0.13333 * 8 / 512)
-    assert plan.warmup_steps == 125 and plan.quantization_delay == 250
+    assert plan.optimizer == "adam" and plan.learning_rate_base == pytest.approx(2e-3)
+    assert plan.warmup_learning_rate == pytest.approx(2e-4)
+    assert plan.warmup_steps == 125
+    assert plan.quantization_delay == 2125  # QAT for the last 15 % only: it fine-tunes a float model
+    assert plan.use_moving_average
+    assert plan_training(400, batch_size=32).learning_rate_base == pytest.approx(4e-3)  # sqrt(32 / 8) x 2e-3
     small = plan_training(20)
     assert (small.batch_size, small.num_steps) == (8, 1000)
     assert plan_training(20, gpu=True).batch_size == 16
     assert plan_training(5).batch_size == 5
     fixed = plan_training(100, steps=300, batch_size=2)
-    assert (fixed.num_steps, fixed.batch_size, fixed.quantization_delay) == (300, 2, 30)
+    assert (fixed.num_steps, fixed.batch_size, fixed.quantization_delay) == (300, 2, 255)
 
 
 def test_config_writes_a_complete_config_for_the_data(dataset, monkeypatch):
@@ -72,7 +76,18 @@ def test_config_writes_a_complete_config_for_the_data(dataset, monkeypatch):
     assert (again.model.num_classes, again.model.variant, again.model.input_size) == (3, "l", (384, 384))
     assert again.train.batch_size == 16 and again.train.num_steps == 1000  # 50 epochs = 625 < 1000
     assert again.train.total_steps == again.train.num_steps
-    assert again.quantization is not None and again.quantization.delay == 100
+    assert again.quantization is not None and again.quantization.delay == 850
+    assert (
+        again.train.optimizer == "adam" and again.train.use_moving_average and again.eval.use_moving_averages
+    )
+    names = [option.proto_name for option in again.train.data_augmentation_options]
+    assert names == ["random_horizontal_flip", "ssd_random_crop"]
+    # Every choice is explained in a comment block the reader skips.
+    text = (dataset / "pipeline.config").read_text()
+    assert "# - quantization-aware training from step 850, the last 15 % of the steps" in text.replace(
+        "\n#   ", " "
+    )
+    assert "# - optimizer Adam" in text
     # Paths inside the config folder are written relative to it, so the folder can move.
     assert again.train_input.input_paths == ["train.record"]
     assert again.eval_input.input_paths == ["test.record*"]
@@ -139,10 +154,10 @@ def test_cli_config_prints_its_choices(dataset, capsys, monkeypatch):
             ]
         )
     assert exit_info.value.code in (0, None)
-    printed = capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps at 80 columns outside a terminal
     assert "200 training / 40 test images" in printed
     assert "steps 1250: 50 epochs of 200 images" in printed
-    assert "quantization-aware training from step 125" in printed
+    assert "quantization-aware training from step 1062" in printed
     assert read_config(out).model.num_classes == 3
 
 
@@ -169,3 +184,14 @@ def test_cli_config_bad_label_map_is_one_line_exit_1(dataset, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.replace("\n", "")  # rich wraps long paths at the terminal width
     assert "label_map.pbtxt: line 1" in err and "Traceback" not in err
+
+
+def test_notes_are_comments_that_never_change_the_settings(tmp_path):
+    from spaghettinet.pipeline_config import PipelineConfig, write_config
+
+    path = tmp_path / "pipeline.config"
+    note = "a long reason " * 20 + "model { ssd { num_classes: 7 } }"
+    write_config(PipelineConfig(), path, notes=["why:", note])
+    text = path.read_text()
+    assert all(len(line) <= 110 for line in text.splitlines()[:10])
+    assert read_config(path).model.num_classes == PipelineConfig().model.num_classes

@@ -7,7 +7,13 @@ from pathlib import Path
 
 
 def train_on_demo_photos(
-    root: Path, images: int, seed: int, steps: int, input_size: int, quantize: bool
+    root: Path,
+    images: int,
+    seed: int,
+    steps: int,
+    input_size: int,
+    quantize: bool,
+    moving_average: bool = False,
 ) -> tuple:
     """Demo photos → split → label map → TFRecords → config → ``train`` for ``steps`` steps, all under ``root``.
 
@@ -17,7 +23,9 @@ def train_on_demo_photos(
         seed: demo seed.
         steps: training steps (batch 4).
         input_size: model input size.
-        quantize: with a ``graph_rewriter`` quantization block (QAT after 10 % of the steps).
+        quantize: with a ``graph_rewriter`` quantization block, QAT from the first step on (so that the short run
+            trains the fake-quant ranges; the generated config would start it for the last 15 % only).
+        moving_average: keep weight averages and export them (the generated config's default).
 
     Returns:
         ``(config, label_map)``; the checkpoints are in ``root / "model"``.
@@ -47,8 +55,18 @@ def train_on_demo_photos(
         quantize=quantize,
     )
     # The rate the size rules pick for so few images barely moves the scores off the prior in so few steps,
-    # leaving ties that make detection comparisons arbitrary; this rate separates them.
-    faster = replace(cfg.train, learning_rate_base=0.05, warmup_learning_rate=0.01)
-    cfg = read_config(write_config(replace(cfg, train=faster), cfg.path))
+    # leaving ties that make detection comparisons arbitrary; momentum SGD at this rate separates them. Weight
+    # averages over a dozen steps would lag the weights into the same ties, so they are the caller's choice.
+    faster = replace(
+        cfg.train,
+        optimizer="momentum",
+        learning_rate_base=0.05,
+        warmup_learning_rate=0.01,
+        use_moving_average=moving_average,
+    )
+    cfg = replace(cfg, train=faster, eval=replace(cfg.eval, use_moving_averages=moving_average))
+    if quantize:
+        cfg = replace(cfg, quantization=replace(cfg.quantization, delay=1))
+    cfg = read_config(write_config(cfg, cfg.path))
     train(cfg, root / "model", steps=steps, evaluate_at_end=False, show_progress=False)
     return cfg, label_map

@@ -16,7 +16,7 @@ from spaghettinet.deploy.runtime import TfliteDetector
 
 INPUT_SIZE = 128
 TRAIN_IMAGES = 16
-TRAIN_STEPS = 12  # QAT from step 1 (10 % of the steps), so most steps train the fake-quant ranges
+TRAIN_STEPS = 12  # QAT from step 1, so most steps train the fake-quant ranges
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,15 @@ def qat_export(tmp_path_factory) -> dict:
     from spaghettinet.deploy.export import export
 
     root = tmp_path_factory.mktemp("export_qat")
+    # With weight averages, as the generated config trains: export must take the averaged weights.
     cfg, _ = train_on_demo_photos(
-        root, TRAIN_IMAGES, seed=5, steps=TRAIN_STEPS, input_size=INPUT_SIZE, quantize=True
+        root,
+        TRAIN_IMAGES,
+        seed=5,
+        steps=TRAIN_STEPS,
+        input_size=INPUT_SIZE,
+        quantize=True,
+        moving_average=True,
     )
     assert cfg.quantization is not None and 0 < cfg.quantization.delay < TRAIN_STEPS
     result = export(cfg.path, root / "model", root / "exported", score_threshold=0.005)

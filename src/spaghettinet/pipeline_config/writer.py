@@ -8,6 +8,7 @@ is written only when set.
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from pathlib import Path
 
 from spaghettinet.errors import DataError
@@ -185,11 +186,23 @@ def _validate_train_extras(train: TrainSettings, source: str) -> None:
             raise DataError(f"{prefix}{p}data_augmentation_options.{option.proto_name}.{name} {problem}")
 
 
-def format_config(cfg: PipelineConfig) -> str:
+def _comment_block(notes: list[str] | tuple[str, ...], width: int = 110) -> str:
+    """``notes`` as ``#`` comment lines, each note wrapped at ``width`` (its continuation lines indented)."""
+    lines = []
+    for note in notes:
+        for line in str(note).splitlines() or [""]:
+            wrapped = textwrap.wrap(line, width - 2, subsequent_indent="  ", break_on_hyphens=False) or [""]
+            lines.extend(f"# {part}".rstrip() for part in wrapped)
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def format_config(cfg: PipelineConfig, notes: list[str] | tuple[str, ...] = ()) -> str:
     """Return ``cfg`` as ``pipeline.config`` text (validated first).
 
     Args:
         cfg: the settings.
+        notes: lines written as a comment block under the header (``config`` says there why it chose each
+            training setting); the reader skips comments, so they never change the settings.
 
     Returns:
         The text; :func:`~spaghettinet.pipeline_config.reader.parse_config_text` reads it back to equal settings.
@@ -227,15 +240,16 @@ def format_config(cfg: PipelineConfig) -> str:
         quant.add_scalar("delay", cfg.quantization.delay)
         quant.add_scalar("weight_bits", cfg.quantization.weight_bits)
         quant.add_scalar("activation_bits", cfg.quantization.activation_bits)
-    return _HEADER + format_message(root)
+    return _HEADER + _comment_block(notes) + format_message(root)
 
 
-def write_config(cfg: PipelineConfig, path: str | Path) -> Path:
+def write_config(cfg: PipelineConfig, path: str | Path, notes: list[str] | tuple[str, ...] = ()) -> Path:
     """Write ``cfg`` to ``path`` atomically (temporary name, then rename).
 
     Args:
         cfg: the settings (validated before anything is written).
         path: the target file; its folder is created if needed.
+        notes: comment lines under the header (see :func:`format_config`).
 
     Returns:
         The path written.
@@ -246,4 +260,4 @@ def write_config(cfg: PipelineConfig, path: str | Path) -> Path:
     Example:
         >>> write_config(PipelineConfig(), "training/pipeline.config")  # doctest: +SKIP
     """
-    return write_text_atomic(path, format_config(cfg))
+    return write_text_atomic(path, format_config(cfg, notes))
