@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/spaghettinet demo --workdir demo-workdir
 
+# Two pytest workers (CI has 2 cores; most of the suite's time is single-threaded tracing of train steps). Each
+# test file runs whole on one worker, so a module's trained fixture is built once. TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

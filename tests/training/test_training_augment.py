@@ -190,9 +190,11 @@ def _centres(size: int) -> np.ndarray:
     return np.arange(size) + 0.5
 
 
-def _assert_boxes_on_rectangles(image: np.ndarray, boxes: np.ndarray, inner_margin: float = EDGE) -> None:
-    """Pixels whose centre lies inside a box (``inner_margin`` px from its edges) have the rectangle's colour, and
-    every pixel of that colour lies inside some box (within ``EDGE``)."""
+def _assert_boxes_on_rectangles(
+    image: np.ndarray, boxes: np.ndarray, inner_margin: float = EDGE, every_pixel_boxed: bool = True
+) -> None:
+    """Pixels whose centre lies inside a box (``inner_margin`` px from its edges) have the rectangle's colour, and,
+    with ``every_pixel_boxed``, every pixel of that colour lies inside some box (within ``EDGE``)."""
     height, width = image.shape[:2]
     rows, cols = _centres(height)[:, None], _centres(width)[None, :]
     coloured = _is_rect_colour(image)
@@ -203,7 +205,8 @@ def _assert_boxes_on_rectangles(image: np.ndarray, boxes: np.ndarray, inner_marg
         inside = inside & (cols > x0 + inner_margin) & (cols < x1 - inner_margin)
         assert coloured[inside].all(), f"box {box.tolist()} holds pixels of another colour"
         covered |= (rows >= y0 - EDGE) & (rows <= y1 + EDGE) & (cols >= x0 - EDGE) & (cols <= x1 + EDGE)
-    assert not (coloured & ~covered).any(), "pixels of the rectangle lie outside every box"
+    if every_pixel_boxed:
+        assert not (coloured & ~covered).any(), "pixels of the rectangle lie outside every box"
 
 
 def _run(option, image, boxes, seed):
@@ -320,8 +323,11 @@ def test_resizing_steps_keep_boxes_on_their_rectangle_up_to_bilinear_edges(scene
     out_image, out_boxes, kept = _run(option, image, boxes, seed)
     if isinstance(option, RandomScaleCropAndPadToSquare):
         assert out_image.shape == (option.output_size, option.output_size, 3)
-    # Bilinear sampling mixes colours up to half an input pixel inside the edge: that many output pixels.
+    # Bilinear sampling mixes colours up to half an input pixel inside the edge: that many output pixels, at the
+    # step's largest scale (the square step scales the longer side to output_size × scale, then crops).
     ratio = max(out_image.shape[0] / image.shape[0], out_image.shape[1] / image.shape[1])
+    if isinstance(option, RandomScaleCropAndPadToSquare):
+        ratio = max(ratio, option.output_size * option.scale_max / max(image.shape[:2]))
     if len(kept):
         _assert_boxes_on_rectangles(out_image, out_boxes, inner_margin=0.5 * ratio + EDGE)
     else:
@@ -339,8 +345,12 @@ def test_chained_steps_compose_boxes_and_kept_indices(scene, steps, seed):
     out_image, out_boxes, kept = augment(tf.constant(image), tf.constant(boxes), tf.constant(seed), steps)
     out_image, out_boxes, kept = out_image.numpy(), out_boxes.numpy(), kept.numpy()
     assert set(kept.tolist()) <= {0} and out_boxes.shape == (len(kept), 4)
+    # After a self-concatenation the image holds several copies of the rectangle; a crop may keep one copy's box
+    # and drop another's that it cuts below the overlap threshold, leaving that copy's pixels unboxed, as the TF
+    # Object Detection API does. Every pixel is boxed only when no step crops.
+    crops = any(isinstance(step, RandomCropImage | RandomCropPadImage | SsdRandomCrop) for step in steps)
     if len(kept):
-        _assert_boxes_on_rectangles(out_image, out_boxes)
+        _assert_boxes_on_rectangles(out_image, out_boxes, every_pixel_boxed=not crops)
 
 
 _COLOUR_STEPS = st.one_of(
