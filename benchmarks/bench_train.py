@@ -112,10 +112,10 @@ def _timed_steps(step, batch_source, count: int) -> float:
 def part_efficiency(args, scratch: Path) -> dict:
     """Real input pipeline + loop step vs a bare step on tensors already in memory (same process, same model)."""
     from spaghettinet.data.demo import make_demo
-    from spaghettinet.data.inputs import train_dataset
     from spaghettinet.model.detector import build_detector
     from spaghettinet.pipeline_config import read_config
     from spaghettinet.tf_runtime import import_keras, import_tensorflow
+    from spaghettinet.training.inputs import train_dataset
     from spaghettinet.training.loop import _build_train_step
 
     tf = import_tensorflow()

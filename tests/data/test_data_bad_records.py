@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spaghettinet.data.inputs import check_records, eval_dataset, train_dataset
 from spaghettinet.data.tfrecord import count_records, read_examples
 from spaghettinet.errors import DataError
 from spaghettinet.model.anchors import spaghettinet_anchors
@@ -22,6 +21,7 @@ from spaghettinet.pipeline_config.settings import (
     TrainSettings,
 )
 from spaghettinet.tf_runtime import import_tensorflow
+from spaghettinet.training.inputs import check_records, eval_dataset, train_dataset
 
 tf = import_tensorflow()
 SIZE = 64

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spaghettinet.data import inputs
-from spaghettinet.data.inputs import count_records, eval_dataset, record_files, train_dataset
 from spaghettinet.errors import DataError
 from spaghettinet.model.anchors import spaghettinet_anchors
 from spaghettinet.pipeline_config.settings import (
@@ -27,7 +25,9 @@ from spaghettinet.pipeline_config.settings import (
     TrainSettings,
 )
 from spaghettinet.tf_runtime import import_tensorflow
+from spaghettinet.training import inputs
 from spaghettinet.training.augment import AugmentOptions
+from spaghettinet.training.inputs import count_records, eval_dataset, record_files, train_dataset
 
 tf = import_tensorflow()
 

@@ -12,10 +12,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from test_training_inputs import _config, _example  # noqa: E402
 
-from spaghettinet.data.inputs import train_dataset  # noqa: E402
 from spaghettinet.model.detector import build_detector  # noqa: E402
 from spaghettinet.tf_runtime import import_keras, import_tensorflow  # noqa: E402
 from spaghettinet.training.augment import AugmentOptions  # noqa: E402
+from spaghettinet.training.inputs import train_dataset  # noqa: E402
 from spaghettinet.training.loop import _build_train_step  # noqa: E402
 
 tf = import_tensorflow()

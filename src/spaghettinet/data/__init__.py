@@ -1,1 +1,1 @@
-"""Dataset stage: VOC folders, validation, split, CSV, label maps, TFRecords, demo data, tf.data inputs."""
+"""Dataset stage: VOC folders, validation, split, CSV, label maps, TFRecords, demo data."""

@@ -71,7 +71,6 @@ def evaluate_model(
         >>> result.ap50  # doctest: +SKIP
         0.91
     """
-    from spaghettinet.data.inputs import eval_dataset
     from spaghettinet.evaluation.coco import (
         ImageDetections,
         ImageGroundTruth,
@@ -79,6 +78,7 @@ def evaluate_model(
         coco_metrics,
     )
     from spaghettinet.model.postprocess import postprocess
+    from spaghettinet.training.inputs import eval_dataset
 
     settings = config.model
     names = class_names(config)

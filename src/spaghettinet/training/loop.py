@@ -503,11 +503,11 @@ def train(
         >>> result.step, result.stopped
         (1830, 'time_budget')
     """
-    from spaghettinet.data.inputs import check_records, count_records, record_files, train_dataset
     from spaghettinet.model.detector import build_detector
     from spaghettinet.model.quantize import is_quantization_aware, set_quantization_aware
     from spaghettinet.training.batch_size import choose_batch_size
     from spaghettinet.training.checkpoints import CHECKPOINT_NAME, TrainingState, make_checkpoint
+    from spaghettinet.training.inputs import check_records, count_records, record_files, train_dataset
     from spaghettinet.training.summaries import write_images, write_scalar
     from spaghettinet.training.weight_averaging import WeightAverages
 
