@@ -42,6 +42,14 @@ GOAL_QAT_AP_LOSS = 0.005  # AP is a fraction: 0.5 AP point
 GOAL_INT8_LATENCY_RATIO = 0.6
 
 
+def _portable(results: dict, names: dict[Path, str]) -> str:
+    """The results as JSON with this machine's folders replaced by names (no absolute paths in committed files)."""
+    text = json.dumps(results, indent=1, default=str) + "\n"
+    for folder, name in sorted(names.items(), key=lambda item: -len(str(item[0]))):
+        text = text.replace(str(folder), name)
+    return text
+
+
 def _quick_workdir(scratch: Path, steps: int) -> Path:
     """A tiny trained run (demo data, S at 128², QAT after 10 %) to exercise the script."""
     from spaghettinet.data.demo import make_demo
@@ -307,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         except SpaghettiError as exc:
             print(f"error: {exc}", file=sys.stderr)
             results["error"] = str(exc)
-            write_text_atomic(args.out, json.dumps(results, indent=1, default=str) + "\n")
+            write_text_atomic(args.out, _portable(results, {scratch: "$SCRATCH", workdir: "$WORKDIR"}))
             return 1
-    write_text_atomic(args.out, json.dumps(results, indent=1, default=str) + "\n")
+    write_text_atomic(args.out, _portable(results, {scratch: "$SCRATCH", workdir: "$WORKDIR"}))
     print(json.dumps({k: results[k] for k in ("accuracy", "latency", "avx2_only")}, indent=1, default=str))
     return 0
 
