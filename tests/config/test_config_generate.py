@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from spaghettinet.cli import main
+from spaghettinet.data.tfrecord import count_records
 from spaghettinet.errors import DataError, UsageError
 from spaghettinet.pipeline_config import read_config
-from spaghettinet.pipeline_config.generate import config, count_records, plan_training
+from spaghettinet.pipeline_config.generate import config, plan_training
 from spaghettinet.tf_runtime import import_tensorflow
 
 LABEL_MAP = 'item { id: 1 name: "arduino" }\nitem { id: 2 name: "esp8266" }\nitem { id: 3 name: "pico" }\n'

@@ -33,6 +33,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spaghettinet.data.tfrecord import count_records
 from spaghettinet.errors import DataError, UsageError
 
 from .settings import (
@@ -87,27 +88,6 @@ class TrainingPlan:
     use_moving_average: bool = True
     augmentation: tuple[AugmentationOption, ...] = DEFAULT_AUGMENTATION
     reasons: list[str] = field(default_factory=list)
-
-
-def count_records(path: str | Path) -> int:
-    """Count the records of one TFRecord file, lengths and CRC-32C checksums verified as the reader does.
-
-    Args:
-        path: one TFRecord file.
-
-    Returns:
-        The number of records.
-
-    Raises:
-        DataError: the file is missing, truncated or corrupt (its name and the reason).
-
-    Example:
-        >>> count_records("training/train.record")  # doctest: +SKIP
-        119
-    """
-    from spaghettinet.data.tfrecord import count_records as count_checked_records
-
-    return count_checked_records(path)
 
 
 def plan_training(
