@@ -10,7 +10,7 @@ from .console import console, err_console, styled
 
 
 def _print_anchor_coverage(cfg) -> None:
-    """Per-class share of training boxes some anchor matches at IoU >= the matcher threshold (issue 4 item 6)."""
+    """Per-class share of training boxes some anchor matches at IoU >= the matcher threshold."""
     from spaghettinet.pipeline_config.coverage import class_anchor_coverage
 
     print_coverage_report(class_anchor_coverage(cfg), cfg.model.input_size, cfg.model.matched_threshold)

@@ -1,4 +1,4 @@
-"""TFRecords of ``tf.train.Example`` in the TF Object Detection API's keys (spec §5.1): write, list, read, parse.
+"""TFRecords of ``tf.train.Example`` in the TF Object Detection API's keys: write, list, read, parse.
 
 Writing (:func:`tfrecord`): from a split folder (images with their xml) or from the seed's CSV plus an image
 folder. Every image is checked as it is read (header, JPEG end marker, size against the xml, boxes); a bad one is

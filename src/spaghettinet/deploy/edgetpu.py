@@ -1,7 +1,7 @@
 """What is inside an exported ``.tflite``: every op with its tensor types, float-op check, Edge TPU compatibility.
 
 The int8 model must be int8 everywhere except the fused post-processing op and the two DEQUANTIZE ops that feed
-it its box encodings and class scores (issue 5): any other op that computes in float32 is a silent slowdown on a
+it its box encodings and class scores: any other op that computes in float32 is a silent slowdown on a
 CPU and a partition break on the Edge TPU. :func:`float_ops` finds them; the export refuses such a model.
 
 The Edge TPU section lists ops outside the Edge TPU's supported set (from Coral's "TensorFlow models on the Edge
@@ -191,7 +191,7 @@ def list_operators(flatbuffer: bytes) -> list[OperatorInfo]:
 def float_ops(operators: list[OperatorInfo]) -> list[OperatorInfo]:
     """Ops computing in float other than the post-processing op and the DEQUANTIZE ops feeding it.
 
-    An empty list means the model is int8 wherever it can be (issue 5 item 2).
+    An empty list means the model is int8 wherever it can be.
     """
     unexpected = []
     for operator in operators:

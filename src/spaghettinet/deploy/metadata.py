@@ -2,8 +2,9 @@
 
 The metadata is a ``ModelMetadataT`` flatbuffer built with the schema module the ``mediapipe`` package ships
 (``mediapipe.tasks.metadata.metadata_schema_py_generated``). We build it directly rather than through mediapipe's
-metadata writer: that writer does not import in mediapipe 1.2.3 (it needs a compiled module the wheels no longer
-ship, stack.md §3.5), and building the table ourselves takes as many lines as a shim would (stack.md §4.3c).
+metadata writer: that writer does not import in mediapipe 1.2.3 (its ``metadata.py`` imports
+``mediapipe.tasks.cc.metadata.python._pywrap_metadata_version``, which the wheels no longer ship), and
+building the table ourselves takes as many lines as a shim would.
 The result mirrors what the writer produces for models with the post-processing op:
 
 * input ``image``: RGB image, normalization mean 127.5 / std 127.5 (MediaPipe applies it to float inputs only and
@@ -78,7 +79,7 @@ def _input_metadata(schema, input_is_uint8: bool):
     normalization.options.mean = [NORMALIZATION_MEAN]
     normalization.options.std = [NORMALIZATION_STD]
     tensor.processUnits = [normalization]
-    # Stats are the range of the tensor as fed: raw 0..255 for uint8, the normalized range for float (§4.3c).
+    # Stats are the range of the tensor as fed: raw 0..255 for uint8, the normalized range for float.
     if input_is_uint8:
         tensor.stats = _stats(schema, 0, 255)
     else:

@@ -1,7 +1,8 @@
 """Run an exported ``.tflite`` detector with LiteRT (``ai_edge_litert``), the way a deployed app would.
 
 The model's outputs are read by the canonical names our export gives them (boxes, classes, scores,
-num_detections); rows past ``num_detections`` are uninitialised (stack.md §3.3) and are dropped here.
+num_detections); rows past ``num_detections`` are not set by the op (float models can hold NaN there) and
+are dropped here.
 :class:`OnnxDetector` runs the ``export --onnx`` model the same way with onnxruntime (an optional extra).
 """
 

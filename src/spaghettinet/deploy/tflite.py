@@ -2,12 +2,13 @@
 
 The detector's raw outputs (box encodings and logits) are wrapped in a serving function that applies the sigmoid
 and hands them, with the anchors as a center-size constant, to an empty ``tf.function`` whose
-``experimental_implements`` string names the TFLite custom op and its attributes (spec §5.4). The TFLite converter
+``experimental_implements`` string names the TFLite custom op and its attributes, as tensorflow/models'
+``research/object_detection/export_tflite_graph_lib_tf2.py`` does. The TFLite converter
 replaces that function with the fused op. Two conversions are offered: float32, and full-int8 through the model's
 own fake-quant graph (:func:`convert_int8`), used both for post-training quantization (untrained ranges calibrated
 on real images) and for a quantization-aware checkpoint (ranges trained); either way every range is floored so
 that LiteRT's default XNNPACK delegate accepts the model. After conversion the subgraph outputs are rewritten to the op's own order and canonical names, because the
-converter's order is not the op's (stack.md §3.2). In the int8 model, the stride-2 RGB stem conv is then rewritten
+converter's order is not the op's. In the int8 model, the stride-2 RGB stem conv is then rewritten
 as ``SPACE_TO_DEPTH`` + a stride-1 conv that computes the same integers with less padding in XNNPACK's x86 int8
 kernels (:func:`space_to_depth_strided_convs`). The float16-weight model is the float32 model with its float
 constants stored as float16, each behind a ``DEQUANTIZE`` op (:func:`float16_weights`).
@@ -28,14 +29,16 @@ from spaghettinet.tf_runtime import import_keras, import_tensorflow
 #: Custom op name the converter emits and every client (LiteRT, MediaPipe, Edge TPU compiler) recognises.
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 
-#: Canonical output names, in the op's own output order (spec §5.4): boxes, classes, scores, num_detections.
+#: Canonical output names, in the op's own output order (tensorflow/lite/kernels/detection_postprocess.cc):
+#: boxes, classes, scores, num_detections.
 OUTPUT_NAMES: tuple[str, ...] = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 
 #: Name of the serving signature and of its single input.
 SERVING_SIGNATURE = "serving_default"
 INPUT_NAME = "image"
 
-#: The uint8 input quantization that makes raw RGB pixels the model input: real = (q - 128) * 2/255 (issue 5).
+#: The uint8 input quantization that makes raw RGB pixels the model input: real = (q - 128) * 2/255. MediaPipe
+#: and the TFLite Task Library feed raw pixels to a uint8 input (they normalize float inputs only).
 UINT8_INPUT_SCALE = 2.0 / 255.0
 UINT8_INPUT_ZERO_POINT = 128
 
@@ -61,11 +64,11 @@ class PostprocessSettings:
         num_classes: foreground classes (the logits have ``num_classes + 1`` columns, column 0 background).
         max_detections: rows in each output (K).
         score_threshold: candidates below this sigmoid score are dropped. Written with ``%f`` in the op's
-            attribute string, so values below 5e-7 become 0 (spec §6 gotcha 12): use a meaningful threshold.
+            attribute string, so values below 5e-7 become 0: use a meaningful threshold.
         iou_threshold: greedy NMS suppresses boxes whose IoU with a kept box is above this; in (0, 1].
         use_regular_nms: per-class NMS (slower) instead of the op's default class-agnostic fast NMS.
         scales: box coder scales (y, x, h, w), from the config's ``faster_rcnn_box_coder`` (10, 10, 5, 5).
-        detections_per_class: kept per class by regular NMS (the kernel default, spec §5.3).
+        detections_per_class: kept per class by regular NMS (100 is the kernel's default).
 
     Example:
         >>> PostprocessSettings(num_classes=4).max_detections
@@ -137,7 +140,7 @@ def op_detections(settings: PostprocessSettings, box_encodings, class_logits, an
 def postprocess_signature(settings: PostprocessSettings) -> str:
     """The ``experimental_implements`` string that the converter turns into ``TFLite_Detection_PostProcess``.
 
-    Built as the TF2 Object Detection API exporter builds it (spec §5.4): ``name: "..."`` then one
+    Built as the TF2 OD API's ``export_tflite_graph_lib_tf2.py`` builds it: ``name: "..."`` then one
     ``attr { key: "k" value { t: v } }`` per attribute, floats like C's ``%f`` (six decimals), booleans lower case, joined by spaces.
     ``max_classes_per_detection`` is 1 (the only value the TF2 route supports) and ``detections_per_class`` is
     written explicitly so regular NMS does not depend on a kernel default.
@@ -202,7 +205,7 @@ def make_serving_function(model, settings: PostprocessSettings):
 
     @tf.function(experimental_implements=signature)
     def detection_postprocess(box_encodings, class_scores, anchor_boxes):
-        # Placeholder body: the converter replaces the whole function with the fused op (spec §5.4). The dummy
+        # Placeholder body: the converter replaces the whole function with the fused op. The dummy
         # outputs only need to exist; their shapes are those of the op's outputs.
         del box_encodings, class_scores, anchor_boxes
         k = settings.max_detections
@@ -215,7 +218,7 @@ def make_serving_function(model, settings: PostprocessSettings):
 
     def serve(image):
         outputs = model(image, training=False)
-        # The op applies no activation and skips column 0 (background) itself via num_classes (spec §5.4).
+        # The op applies no activation and skips column 0 (background) itself via num_classes.
         boxes, classes, scores, count = detection_postprocess(
             outputs["box_encodings"], tf.sigmoid(outputs["class_logits"]), anchors
         )
@@ -233,7 +236,7 @@ def write_saved_model(model, settings: PostprocessSettings, saved_model_dir: str
     """Write a SavedModel whose ``serving_default`` signature runs the detector and the post-processing.
 
     Uses ``keras.export.ExportArchive``: a Keras 3 model attached to a ``tf.Module`` leaves its variables
-    unfrozen in TFLite (NaN outputs, calibration crash; stack.md §3.1). The input is ``image``, float32
+    unfrozen in TFLite (NaN outputs, failed int8 calibration). The input is ``image``, float32
     ``[1, H, W, 3]`` already scaled to [-1, 1]; the outputs are the op's four tensors by canonical name.
     ``saved_model_dir`` is written directly (callers wrap it in ``atomic_path``).
 
@@ -274,7 +277,7 @@ def _convert(converter, what: str) -> bytes:
     except Exception as exc:  # the converter raises many types (ConverterError, ValueError, RuntimeError)
         raise SpaghettiError(f"TFLite conversion ({what}) failed: {exc}") from exc
     if not flatbuffer:
-        # Seen with mis-laid-out fake-quant weights: the converter returns an empty buffer (stack.md §3.12).
+        # Seen with mis-laid-out fake-quant weights: the converter returns an empty buffer.
         raise SpaghettiError(f"TFLite conversion ({what}) returned an empty model")
     return bytes(flatbuffer)
 
@@ -902,7 +905,7 @@ def convert_int8_qat(saved_model_dir: str | Path) -> bytes:
     """Full-int8 ``.tflite`` of a SavedModel written in quantization-aware mode: ranges come from its fake-quant ops.
 
     Only ``optimizations=[DEFAULT]`` and the uint8 input type are set: adding ``supported_ops=INT8`` without a
-    representative dataset makes the converter refuse the QAT graph (stack.md §3.11).
+    representative dataset makes the converter refuse the QAT graph (a ValueError).
     """
     tf = import_tensorflow()
     converter = _converter(saved_model_dir)
@@ -937,9 +940,9 @@ def _postprocess_operator(model_object):
 def canonicalize_outputs(flatbuffer: bytes) -> bytes:
     """Make the model outputs the op's outputs in its own order, with canonical names.
 
-    The converter lists the op's four outputs in another order (stack.md §3.2), while clients and metadata
-    writers read outputs by position: boxes, classes, scores, num_detections. This rewrites ``subgraph.outputs``,
-    the output tensors' names and the signature's outputs to match.
+    The converter lists the op's four outputs in another order (TF 2.21: scores, boxes, count, classes), while
+    clients and metadata writers read outputs by position: boxes, classes, scores, num_detections. This
+    rewrites ``subgraph.outputs``, the output tensors' names and the signature's outputs to match.
 
     Args:
         flatbuffer: converted ``.tflite`` bytes containing ``TFLite_Detection_PostProcess``.
@@ -981,7 +984,7 @@ def input_quantization(flatbuffer: bytes) -> tuple[str, float, int]:
 
 
 def check_uint8_input(flatbuffer: bytes) -> None:
-    """Raise unless the input is uint8 with scale 2/255 and zero point 128 (raw RGB pixels in, issue 5 item 2).
+    """Raise unless the input is uint8 with scale 2/255 and zero point 128 (raw RGB pixels in).
 
     A different scale means the calibration images did not span [-1, 1]; MediaPipe would then feed pixels the
     model reads at the wrong scale, with no error anywhere else.

@@ -1,9 +1,9 @@
 """SSD anchors (default boxes) for SpaghettiNet-EdgeTPU, as the TF1 Object Detection API generates them.
 
 The reference uses ``ssd_anchor_generator`` → ``multiple_grid_anchor_generator.create_ssd_anchors`` with
-``num_layers 5, min_scale 0.2, max_scale 0.95, aspect_ratios [1, 2, 0.5, 3, 1/3]`` (spec §1.8). Anchors are
-``[ymin, xmin, ymax, xmax]`` normalized to the image, *not* clipped, ordered by feature map, then row (y), then
-column (x), then box spec (fastest) — the order the box predictor's reshape produces (spec §1.7).
+``num_layers 5, min_scale 0.2, max_scale 0.95, aspect_ratios [1, 2, 0.5, 3, 1/3]`` (the zoo config).
+Anchors are ``[ymin, xmin, ymax, xmax]`` normalized to the image, *not* clipped, ordered by feature map, then
+row (y), then column (x), then box spec (fastest) — the order the box predictor's reshape produces.
 
 Pure NumPy: no TensorFlow import, so the ``config`` command can use it cheaply.
 """
@@ -15,15 +15,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: Aspect ratios of the reference config (spec §1.8); 0.3333333 is written that way in the config.
+#: Aspect ratios of the reference config; 0.3333333 is written that way in the config.
 DEFAULT_ASPECT_RATIOS: tuple[float, ...] = (1.0, 2.0, 0.5, 3.0, 0.3333333)
 
-#: SpaghettiNet feeds five maps to the SSD head: strides 16, 32, 64, 128, then a stride-1 copy of the 4th (§1.6).
+#: SpaghettiNet feeds five maps to the SSD head: strides 16, 32, 64, 128, then c0n5, the 4th's size.
 _FEATURE_MAP_STRIDES = (16, 32, 64, 128)
 
 
 def _layer_scales(num_layers: int, min_scale: float, max_scale: float) -> list[float]:
-    """Linearly spaced scales per layer, plus 1.0 used only to interpolate the last layer's extra box (§1.8)."""
+    """Linearly spaced scales per layer, plus 1.0 used only to interpolate the last layer's extra box."""
     if num_layers == 1:
         return [min_scale, 1.0]
     return [min_scale + (max_scale - min_scale) * i / (num_layers - 1) for i in range(num_layers)] + [1.0]
@@ -104,7 +104,7 @@ def feature_map_sizes(image_size: tuple[int, int]) -> list[tuple[int, int]]:
 
     With SAME padding every stride-2 step rounds up, so map ``k`` is ``ceil(H / stride_k)`` for strides
     16, 32, 64, 128; the fifth map (``c0n5``) is built from the fourth with stride-1 layers and has its size
-    (spec §1.6: 20, 10, 5, 3, 3 at 320x320).
+    (20, 10, 5, 3, 3 at 320x320, as upstream ``ssd_spaghettinet_feature_extractor_tf1_test.py`` expects).
 
     Args:
         image_size: model input ``(height, width)`` in pixels.
@@ -152,7 +152,7 @@ def generate_ssd_anchors(
         image_size: model input ``(height, width)`` in pixels.
         min_scale: scale of the finest layer.
         max_scale: scale of the coarsest layer.
-        aspect_ratios: width/height ratios (spec §1.8).
+        aspect_ratios: width/height ratios.
         interpolated_scale_aspect_ratio: aspect of the extra interpolated-scale box; 0 disables it.
         reduce_boxes_in_lowest_layer: use the fixed three boxes on layer 0.
 

@@ -2,8 +2,9 @@
 
 A variant is an ordered list of nodes. Each node has a level (its output stride is ``2**level``), a width, the
 nodes it reads (one passthrough source, or two or more resampled sources that are merged), and a sequence of
-layers. The tables transcribe the TF1 reference (spec §1.3-§1.5); the names are the TF1 scope names, so that
-checkpoints load by name (spec §2).
+layers. The tables transcribe ``_spaghettinet_edgetpu_{s,m,l}()`` of the TF1 reference, tensorflow/models
+``research/object_detection/models/ssd_spaghettinet_feature_extractor.py``; the names are its TF1 scope names,
+so that checkpoints load by name.
 
 Pure Python: no TensorFlow import, so the CLI can list variants cheaply.
 """
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 
 from spaghettinet.errors import UsageError
 
-#: Layer operations (spec §1.2).
+#: Layer operations (the reference's ``IbnOp``, ``IbnFusedGrouped`` and ``SepConvOp``).
 IBN = "ibn"  # inverted bottleneck: 1x1 expand (out*rate) + kxk depthwise + linear 1x1 projection
 FUSED_IBN = "fused_ibn"  # grouped kxk full convs on channel slices (in/groups*rate each) + quantized concat + projection
 SEPCONV = "sepconv"  # kxk depthwise with bias (no BN) + 1x1 pointwise + BN + ReLU6
 
-#: Nodes whose outputs feed the SSD head, in head order (spec §1.6).
+#: Nodes whose outputs feed the SSD head, in head order (the reference's ``outputs`` list).
 FEATURE_NODES: tuple[str, ...] = ("c0n1", "c0n2", "c0n3", "c0n4", "c0n5")
 
 
@@ -53,7 +54,7 @@ class NodeSpec:
         level: output stride is ``2**level``.
         filters: output channels.
         sources: input node names; a single source is a passthrough edge, several are resample edges merged
-            by a top-left crop, a sum and ReLU6 (spec §1.2).
+            by a top-left crop, a sum and ReLU6 (as the reference's ``_spaghetti_node``).
         layers: the layers run in order on the (merged) input; empty for the stem.
         stem_kernel: kernel of the stem convolution (stem only).
     """
@@ -81,7 +82,7 @@ class Architecture:
     Args:
         name: the TF1 arch name, e.g. ``"spaghettinet_edgetpu_s"``; also the checkpoint scope.
         nodes: nodes in build order.
-        reference_macs: multiply-accumulates at 320x320 quoted by the reference config (spec §3).
+        reference_macs: multiply-accumulates at 320x320 quoted in the reference config's header comments.
     """
 
     name: str
@@ -116,7 +117,7 @@ def sep(kernel: int, stride: int = 1, residual: bool = True) -> LayerSpec:
 
 
 def _first(layer: LayerSpec) -> LayerSpec:
-    """The first layer of a node never has a residual (spec §1.2)."""
+    """The first layer of a node never has a residual (in every table of the reference)."""
     return LayerSpec(layer.op, layer.kernel, layer.expansion, layer.stride, False, layer.groups)
 
 
@@ -128,7 +129,7 @@ def _stem() -> NodeSpec:
     return NodeSpec("s0", 1, 24, (), (), stem_kernel=5)
 
 
-# Spec §1.3.
+# The reference's ``_spaghettinet_edgetpu_s()``.
 SPAGHETTINET_EDGETPU_S = Architecture(
     "spaghettinet_edgetpu_s",
     (
@@ -144,13 +145,13 @@ SPAGHETTINET_EDGETPU_S = Architecture(
         _node("c0n2", 5, 168, ("c0n1", "c0n0"), ibn(3, 4)),
         _node("c0n3", 6, 136, ("n5", "c0n0"), ibn(3, 4), sep(3)),
         _node("c0n4", 7, 136, ("n5", "c0n0"), ibn(3, 4)),
-        # "Level 8" is nominal: c0n5 is a stride-1 passthrough of c0n4 (spec §6, gotcha 6).
+        # "Level 8" is nominal: c0n5 is a stride-1 passthrough of c0n4, so the last two maps have one size.
         _node("c0n5", 8, 64, ("c0n4",), sep(3), sep(3)),
     ),
     reference_macs=1.0e9,
 )
 
-# Spec §1.4 (the sample config's active choice).
+# The reference's ``_spaghettinet_edgetpu_m()`` (the sample config's active choice).
 SPAGHETTINET_EDGETPU_M = Architecture(
     "spaghettinet_edgetpu_m",
     (
@@ -171,7 +172,7 @@ SPAGHETTINET_EDGETPU_M = Architecture(
     reference_macs=1.25e9,
 )
 
-# Spec §1.5.
+# The reference's ``_spaghettinet_edgetpu_l()``.
 SPAGHETTINET_EDGETPU_L = Architecture(
     "spaghettinet_edgetpu_l",
     (

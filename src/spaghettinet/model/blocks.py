@@ -3,12 +3,14 @@
 * :class:`ConvBN`: one convolution (full or depthwise) with optional bias, batch norm, ReLU6 and output
   fake-quant; every conv of the network is one of these, named after its TF1 scope so checkpoints load by name.
 * :class:`InvertedBottleneck`, :class:`FusedGroupedBottleneck`, :class:`SeparableConv`: the three layer ops.
-* :class:`ResampleEdge`: how a node reads another node of a different level (spec §1.2).
+* :class:`ResampleEdge`: how a node reads another node of a different level.
 * :class:`SpaghettiNode`: the stem, or one node (edges, merge, layers).
 
-All convolutions use TF ``SAME`` padding (spec §6, gotcha 18). Conventions of the reference (spec §1.1): extractor
-kernels are initialised ``truncated_normal(0.03)`` and regularised with slim's L2 ``1e-5·Σw²/2`` (Keras
-``L2(1e-5 / 2)``); batch norm has epsilon 1e-3 and momentum 0.97.
+All convolutions use TF ``SAME`` padding (Keras ``"same"``: any odd pad goes bottom/right). Conventions of the
+reference (``extract_features`` in tensorflow/models
+``research/object_detection/models/ssd_spaghettinet_feature_extractor.py``): extractor kernels are
+initialised ``truncated_normal(0.03)`` and regularised with slim's L2 ``1e-5·Σw²/2`` (Keras ``L2(1e-5 / 2)``);
+batch norm has epsilon 1e-3 and momentum 0.97.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from spaghettinet.tf_runtime import import_keras, import_tensorflow
 tf = import_tensorflow()
 keras = import_keras()
 
-BATCH_NORM_EPSILON = 1e-3  # spec §1.1
-BATCH_NORM_MOMENTUM = 0.97  # slim decay 0.97 (spec §1.1)
-EXTRACTOR_L2_WEIGHT = 1e-5  # slim.l2_regularizer(1e-5) (spec §1.1)
-EXTRACTOR_INIT_STDDEV = 0.03  # truncated_normal(0, 0.03) (spec §1.1)
+BATCH_NORM_EPSILON = 1e-3  # slim batch_norm epsilon 0.001
+BATCH_NORM_MOMENTUM = 0.97  # slim decay 0.97
+EXTRACTOR_L2_WEIGHT = 1e-5  # slim.l2_regularizer(1e-5)
+EXTRACTOR_INIT_STDDEV = 0.03  # truncated_normal(0, 0.03)
 
 
 def _track_in_checkpoints(owner, prefix: str, layers: list) -> None:
@@ -39,7 +41,7 @@ def _track_in_checkpoints(owner, prefix: str, layers: list) -> None:
 
 
 def slim_l2(weight: float):
-    """Keras regularizer equal to slim's ``l2_regularizer(weight)``, i.e. ``weight·Σw²/2`` (spec §3)."""
+    """Keras regularizer equal to slim's ``l2_regularizer(weight)``, i.e. ``weight·Σw²/2``."""
     return keras.regularizers.L2(weight / 2.0)
 
 
@@ -225,7 +227,7 @@ class ConvBN(keras.layers.Layer):
 
 
 class ConcatQuantizer(RangeTracker, keras.layers.Layer):
-    """The reference's "quantizable concat" of a fused grouped bottleneck (spec §6, gotcha 1).
+    """The reference's "quantizable concat" (``_quantizable_concat``) of a fused grouped bottleneck.
 
     Every slice goes through ``fake_quant_with_min_max_vars`` (8 bits, not narrow range) with ONE shared range
     (``concat/min``, ``concat/max``; initial 0 and 6), then the slices are concatenated on channels. The range
@@ -301,7 +303,8 @@ class _ResidualLayer(keras.layers.Layer):
 
 class InvertedBottleneck(_ResidualLayer):
     """IBN: 1x1 expansion to ``filters·expansion`` + BN + ReLU6, kxk depthwise (stride) + BN + ReLU6, linear
-    1x1 projection + BN (spec §1.2; the expansion width is based on the OUTPUT width, gotcha 2).
+    1x1 projection + BN (the reference's ``_expanded_conv``; the expansion width is based on the OUTPUT
+    width).
 
     Args:
         spec: the layer's :class:`LayerSpec`.
@@ -330,8 +333,9 @@ class InvertedBottleneck(_ResidualLayer):
 class FusedGroupedBottleneck(_ResidualLayer):
     """Fused grouped IBN: the input channels split into ``groups`` slices, a full kxk conv (stride) per slice to
     ``C/groups·expansion`` channels + BN + ReLU6 (``slice_<g>``), the quantized concat, a linear 1x1 projection
-    + BN (spec §1.2; per-group width is based on the INPUT width, gotcha 2). The slices stay separate Conv2Ds,
-    the form the TFLite / Edge TPU toolchain is known to accept (spec §2).
+    + BN (the reference's ``_ibn_fused_grouped``; per-group width is based on the INPUT width). The slices
+    stay separate Conv2Ds, as in the TF1 graph: whether the Edge TPU compiler accepts a grouped CONV_2D is
+    unknown.
 
     Args:
         spec: the layer's :class:`LayerSpec` (op ``fused_ibn``).
@@ -378,7 +382,7 @@ class FusedGroupedBottleneck(_ResidualLayer):
 
 class SeparableConv(_ResidualLayer):
     """Separable conv: kxk depthwise (stride) WITH a bias and no BN/activation, then 1x1 pointwise + BN + ReLU6
-    (spec §1.2, gotcha 3).
+    (the reference's ``_sep_conv``).
 
     Args:
         spec: the layer's :class:`LayerSpec` (op ``sepconv``).
@@ -413,7 +417,7 @@ def nearest_upsample(inputs, ratio: int):
     """Repeat every pixel ``ratio x ratio`` times, with the op TFLite maps to RESIZE_NEAREST_NEIGHBOR.
 
     ``align_corners=False, half_pixel_centers=False`` is the reference's eval-graph op; for an integer ratio it
-    equals UpSampling2D, which would convert to TILE + RESHAPE instead (stack.md §6).
+    equals UpSampling2D, which would convert to TILE + RESHAPE instead.
     """
     height, width = inputs.shape[1], inputs.shape[2]
     if height is None or width is None:
@@ -426,7 +430,7 @@ def nearest_upsample(inputs, ratio: int):
 
 
 class ResampleEdge(keras.layers.Layer):
-    """A resample edge from node ``src`` to node ``dst`` (spec §1.2): no activation anywhere.
+    """A resample edge from node ``src`` to node ``dst`` (the reference's ``_spaghetti_edge``): no activation.
 
     * going up by ``r``: 1x1 conv + BN (``1x1_before_upsample``), then nearest-neighbour x``r``;
     * going down by ``r``: max-pool ``(r+1)x(r+1)`` stride ``r`` SAME, THEN 1x1 + BN (``1x1_after_downsampling``);
@@ -435,7 +439,7 @@ class ResampleEdge(keras.layers.Layer):
     Args:
         source_level, target_level: levels of the two nodes.
         filters: the target node's width.
-        tf1_scope: ``FeatureExtractor/<arch>/edge_<src>_<dst>`` (edges are outside ``spaghetti_net/``, gotcha 7).
+        tf1_scope: ``FeatureExtractor/<arch>/edge_<src>_<dst>`` (edges are outside ``spaghetti_net/``).
     """
 
     def __init__(self, source_level: int, target_level: int, filters: int, tf1_scope: str, **kwargs):
@@ -464,7 +468,7 @@ class ResampleEdge(keras.layers.Layer):
 
 
 class SpaghettiNode(keras.layers.Layer):
-    """One node of the graph: the stem, or edges + merge + layers (spec §1.2).
+    """One node of the graph: the stem, or edges + merge + layers (the reference's ``_spaghetti_node``).
 
     Args:
         spec: the node's :class:`NodeSpec`.
@@ -536,17 +540,17 @@ class SpaghettiNode(keras.layers.Layer):
         _track_in_checkpoints(self, "block_layer", self.blocks)
 
     def _merge(self, inputs, training):
-        """Top-left crop to the edge from the lowest-level source, pairwise sum, ReLU6 (spec §1.2, gotcha 5)."""
+        """Top-left crop to the edge from the lowest-level source, pairwise sum, ReLU6."""
         outputs = [edge(x, training=training) for edge, x in zip(self.edges, inputs, strict=True)]
         reference = outputs[self.source_levels.index(min(self.source_levels))]
         height, width = reference.shape[1], reference.shape[2]
         cropped = []
         for tensor in outputs:
-            # A crop that changes nothing would still leave a STRIDED_SLICE in TFLite (stack.md §6): skip it.
+            # A crop that changes nothing would still leave a STRIDED_SLICE in TFLite: skip it.
             if tensor.shape[1] != height or tensor.shape[2] != width:
                 tensor = tensor[:, :height, :width, :]
             cropped.append(tensor)
-        # Pairwise `+` (not add_n, which stays float in TFLite, stack.md §6); partial sums get their own range.
+        # Pairwise `+` (the converter keeps add_n as a float ADD_N); partial sums get their own range.
         total = cropped[0]
         for index, tensor in enumerate(cropped[1:]):
             total = total + tensor

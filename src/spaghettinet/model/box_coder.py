@@ -1,10 +1,10 @@
-"""Faster R-CNN box coder: boxes relative to anchors as ``[ty, tx, th, tw]`` (spec §3, "Box encoding").
+"""Faster R-CNN box coder: boxes relative to anchors as ``[ty, tx, th, tw]``.
 
 ``ty = 10 * (yc - yca) / ha``, ``tx = 10 * (xc - xca) / wa``, ``th = 5 * log(h / ha)``, ``tw = 5 * log(w / wa)``,
 with ε = 1e-8 added to ``h, w, ha, wa`` when encoding (never when decoding), as the TF Object Detection API's
-``faster_rcnn_box_coder`` does. The NumPy and TensorFlow versions perform the same float operations in the same
-order, so in float32 they agree with each other and with the reference to the last bit (up to ``exp``/``log``
-rounding in the library in use).
+``box_coders/faster_rcnn_box_coder.py`` does. The NumPy and TensorFlow versions perform the same float
+operations in the same order, so in float32 they agree with each other and with the reference to the last bit
+(up to ``exp``/``log`` rounding in the library in use).
 
 Boxes are ``[ymin, xmin, ymax, xmax]``; anchors ``[N, 4]`` broadcast against ``[..., N, 4]`` inputs.
 TensorFlow is imported lazily, only by the ``*_tf`` functions.
@@ -18,7 +18,7 @@ import numpy as np
 
 from spaghettinet.tf_runtime import import_tensorflow
 
-#: Scales of the reference's ``faster_rcnn_box_coder`` (y, x, height, width), spec §3.
+#: Scales of the zoo config's ``faster_rcnn_box_coder`` (y, x, height, width).
 DEFAULT_SCALES: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
 
 #: Added to sizes before dividing or taking logs when encoding (box_coders/faster_rcnn_box_coder.py EPSILON).

@@ -1,7 +1,7 @@
 """``build_detector``: a SpaghettiNet-EdgeTPU SSD as a Keras 3 functional model.
 
 The model maps float32 images ``[B, H, W, 3]`` in [-1, 1] (pixels ``x·2/255 − 1``) to
-``{"box_encodings": [B, N, 4], "class_logits": [B, N, num_classes + 1]}`` (column 0 background, spec §1.7).
+``{"box_encodings": [B, N, 4], "class_logits": [B, N, num_classes + 1]}`` (column 0 background, as TF1).
 Its top-level layers are the input quantizer, one :class:`~spaghettinet.model.blocks.SpaghettiNode` per node
 (named ``"s0"``, ``"n0"``, ..., ``"c0n5"``), one :class:`~spaghettinet.model.head.BoxPredictor` per feature map
 (``"BoxPredictor_0"``...), the two cross-map concats and their QAT quantizers.
@@ -23,7 +23,7 @@ from spaghettinet.tf_runtime import import_keras
 
 keras = import_keras()
 
-#: The reference rejects smaller images (spec §1.1: ``extract_features`` checks both dims ≥ 33).
+#: The reference rejects smaller images (its ``extract_features`` calls ``check_min_image_dim(33, ...)``).
 MIN_INPUT_SIZE = 33
 
 
@@ -54,8 +54,9 @@ def build_detector(
         variant: ``"s"``, ``"m"``, ``"l"`` or the TF1 name ``"spaghettinet_edgetpu_s"`` etc.
         num_classes: foreground classes (the logits get one more column, background, at index 0).
         input_size: ``(height, width)``, each ≥ 33; square or not.
-        concat_fake_quant: the reference's always-on 8-bit fake-quant of the grouped concats (spec §6, gotcha 1).
-            Keep True for TF1 fidelity; False only for diagnostics (``*_golden_nofakequant.npz``).
+        concat_fake_quant: the reference's always-on 8-bit fake-quant of the grouped concats
+            (``_quantizable_concat``). Keep True for TF1 fidelity; False only for diagnostics (comparing
+            with TF1 outputs computed without it).
         class_bias_init: initial ClassPredictor bias; -4.6 is the focal-loss prior, 0.0 the TF1 graph's value
             (see ``head.py``). Loading a TF1 checkpoint overwrites it.
 
@@ -104,7 +105,7 @@ def build_detector(
         logits.append(logit)
     box_encodings = keras.layers.Concatenate(axis=1, name="box_encodings_concat")(boxes)
     class_logits = keras.layers.Concatenate(axis=1, name="class_logits_concat")(logits)
-    # One range per output after the cross-map concat, not one per head (stack.md §6).
+    # One range per output after the cross-map concat, not one per head (which would add requantize ops).
     box_encodings = ActivationQuantizer(name="box_encodings")(box_encodings)
     class_logits = ActivationQuantizer(name="class_logits")(class_logits)
 
@@ -148,8 +149,8 @@ def box_predictors(model) -> list:
 def set_concat_fake_quant(model, enabled: bool) -> int:
     """Turn the reference's grouped-concat fake-quant on or off in place (read at trace time; retrace after).
 
-    Off reproduces the ``*_golden_nofakequant.npz`` diagnostic of the reference; in quantization-aware mode the
-    concats are quantized whatever this says.
+    Off matches TF1 outputs computed with that fake-quant removed (a diagnostic); in quantization-aware mode
+    the concats are quantized whatever this says.
 
     Args:
         model: a detector from :func:`build_detector`.

@@ -1,15 +1,17 @@
 """The SSD head of the reference: one independent box predictor and class predictor per feature map.
 
-Per map ``i`` (scope ``BoxPredictor_<i>``, spec §1.7): each branch reads the feature map directly,
+Per map ``i`` (TF1 ``ConvolutionalBoxPredictor``, scope ``BoxPredictor_<i>``): each branch reads the map,
 ``3x3 depthwise + BN + ReLU6`` (``*_depthwise``), then a linear ``1x1`` with a bias to ``A·4`` box codes or
 ``A·(num_classes+1)`` class logits. Outputs are reshaped ``[B, H, W, A·k] → [B, H·W·A, k]`` (anchor fastest, then
 x, then y: the anchor generator's order) and concatenated over maps by the detector.
 
-Predictor conventions (spec §1.7): ``random_normal(0.03)`` initializer and slim L2 ``4e-5``. The reference's
-``class_prediction_bias_init -4.6`` never reached the depthwise class head (spec §6, gotcha 8); we initialise the
-class bias to a focal-loss prior ourselves (``class_bias_init``), which only matters when training from scratch:
-a loaded TF1 checkpoint overwrites it exactly, and in the fine-tuning case (other ``num_classes``) the fresh
-class layer starts from the prior, which keeps the focal loss stable in the first steps.
+Predictor conventions (the zoo config's ``conv_hyperparams``): ``random_normal(0.03)`` initializer and slim L2
+``4e-5``. The config's ``class_prediction_bias_init -4.6`` never reached the depthwise class head (TF1
+``ConvolutionalClassHead``, in tensorflow/models ``research/object_detection/predictors/heads/class_head.py``,
+passes it only to the non-depthwise conv); we initialise the class bias to a focal-loss prior ourselves
+(``class_bias_init``), which only matters when training from scratch: a loaded TF1 checkpoint overwrites it
+exactly, and in the fine-tuning case (other ``num_classes``) the fresh class layer starts from the prior, which
+keeps the focal loss stable in the first steps.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from spaghettinet.tf_runtime import import_keras, import_tensorflow
 tf = import_tensorflow()
 keras = import_keras()
 
-#: Anchors per location on the five maps (spec §1.7).
+#: Anchors per location on the five maps (3 on the first: ``reduce_boxes_in_lowest_layer``).
 ANCHORS_PER_LOCATION: tuple[int, ...] = (3, 6, 6, 6, 6)
-PREDICTOR_L2_WEIGHT = 4e-5  # spec §1.7
-PREDICTOR_INIT_STDDEV = 0.03  # spec §1.7
+PREDICTOR_L2_WEIGHT = 4e-5  # the zoo config's box predictor l2_regularizer
+PREDICTOR_INIT_STDDEV = 0.03  # its random_normal_initializer
 #: Focal-loss prior: sigmoid(-4.6) ≈ 0.01 (the config's class_prediction_bias_init).
 FOCAL_PRIOR_BIAS = -4.6
 BOX_CODE_SIZE = 4
@@ -101,7 +103,7 @@ class BoxPredictor(keras.layers.Layer):
             **common,
         )
         # The 1x1 outputs are not fake-quantized here: one range after the cross-map concat serves all maps and
-        # avoids requantize ops (stack.md §6).
+        # avoids the requantize ops that one range per map would add.
         self.box_predictor = ConvBN(
             num_anchors * BOX_CODE_SIZE,
             1,

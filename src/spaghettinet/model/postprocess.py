@@ -1,6 +1,6 @@
 """Reference SSD post-processing in NumPy: decode, sigmoid, per-class NMS, merge — as the TF1 reference does it.
 
-The reference (spec §3 ``post_processing``) runs the Object Detection API's ``batch_multiclass_non_max_suppression``
+The zoo config's post-processing runs ``batch_multiclass_non_max_suppression`` (``core/post_processing.py``)
 with ``use_static_shapes: true``, which calls ``tf.image.non_max_suppression_padded`` once per class. Its rules,
 reproduced here exactly:
 

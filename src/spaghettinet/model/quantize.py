@@ -1,12 +1,14 @@
 """Quantization-aware mode of the detector: fake-quant helpers, range-tracking layers, and the mode switch.
 
-TF2 has no ``contrib.quantize`` and tfmot rejects Keras 3 (stack.md §3.8), so the layers of ``blocks.py`` and
-``head.py`` carry their own quantization-aware path (stack.md §4.2, route 2):
+TF2 has no ``contrib.quantize`` and tfmot's ``quantize_model`` rejects Keras 3 models, so the layers of
+``blocks.py`` and ``head.py`` carry their own quantization-aware path:
 
 * weights: batch norm folded into the kernel with the *moving* statistics, then per-channel symmetric 8-bit
-  fake-quant, narrow range, on the kernel in its final layout (stack.md §3.12);
+  fake-quant, narrow range, on the kernel in its final layout (a reshape between fake-quant and conv makes
+  the TFLite converter fail);
 * activations: 8-bit fake-quant with a moving-average range at the input, after every ReLU6, residual add,
-  merge and concat, on linear conv outputs (stack.md §6), and once on each concatenated head output.
+  merge and concat, on linear conv outputs (without a range there the converter silently keeps them float),
+  and once on each concatenated head output.
 
 The mode is a plain Python attribute read when a call is traced (no ``tf.cond``): after
 :func:`set_quantization_aware` the training loop must retrace its step function, and an exported QAT model traces
@@ -27,7 +29,7 @@ from spaghettinet.tf_runtime import import_keras, import_tensorflow
 tf = import_tensorflow()
 keras = import_keras()
 
-#: EMA decay of activation ranges (contrib.quantize's default; spec §3 "decay 0.999").
+#: EMA decay of activation ranges: ``ema_decay``'s default in TF 1.x ``contrib/quantize/python/quantize.py``.
 RANGE_EMA_DECAY = 0.999
 #: Step count given to ranges loaded from a checkpoint: the zero-debias factor ``1 - decay**steps`` is then ~1,
 #: so training continues the loaded range instead of replacing it with the next batch's.
@@ -40,7 +42,7 @@ def fake_quantize_weights(kernel, depthwise: bool = False):
     Args:
         kernel: ``[kh, kw, in, out]`` conv kernel, or ``[kh, kw, channels, 1]`` depthwise kernel.
         depthwise: the kernel is depthwise; its channels are moved last before quantizing and back after, so
-            the fake-quant sits on the layout TFLite uses (stack.md §3.12).
+            the fake-quant sits on the layout TFLite uses (output channels last).
 
     Returns:
         The fake-quantized kernel, same shape. Gradients pass straight through (range not trained).
@@ -63,7 +65,7 @@ def fake_quantize_weights(kernel, depthwise: bool = False):
 class RangeTracker:
     """The variables and update rule of one moving-average activation range (a mix-in for Keras layers).
 
-    Creates ``min`` and ``max`` (TF1 names, initial 0 and 6 as the reference's concat ranges, spec §6 gotcha 1)
+    Creates ``min`` and ``max`` (TF1 names; initial 0 and 6, as the reference's ``_quantizable_concat``)
     and ``range_steps`` (the number of batches seen, for zero-debiasing; not a TF1 variable).
     """
 

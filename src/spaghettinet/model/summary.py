@@ -2,7 +2,7 @@
 
 MACs count the convolutions (full: ``H·W·k²·Cin·Cout``, depthwise: ``H·W·k²·C``) at the model's input size,
 backbone and SSD head together; pooling, resizing, adds and batch norm are not counted. The reference config
-quotes 1.0 / 1.25 / 1.57 billion MACs for S / M / L at 320x320 (spec §3).
+quotes 1.0 / 1.25 / 1.57 billion MACs for S / M / L at 320x320 in its header comments.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Load TF1 Object Detection API SpaghettiNet checkpoints into the Keras model by variable name, and inspect them.
 
 The Keras layers carry their TF1 scopes (``blocks.py``, ``head.py``), so :func:`tf1_variable_map` gives the exact
-TF1 name of every model variable (spec §2). Checkpoint entries that are training state rather than model weights
-(optimizer slots, ``global_step``, EMA shadows and zero-debias helpers, ``contrib.quantize`` ranges) are ignored
-by pattern (spec §2, "Other variables that may be in the official checkpoints").
+TF1 name of every model variable (as the reference's slim scopes name it). Checkpoint entries that are
+training state rather than model weights (optimizer slots, ``global_step``, EMA shadows and zero-debias
+helpers, ``contrib.quantize`` ranges) are ignored by pattern.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def tf1_variable_map(model) -> dict:
         model: a detector from :func:`spaghettinet.model.detector.build_detector`.
 
     Returns:
-        dict in model build order; the names and shapes are those of ``<variant>_variables.json``.
+        dict in model build order; the names and shapes are those of the TF1 reference graph's variables.
     """
     names = {}
     for layer in model._flatten_layers(include_self=False, recursive=True):

@@ -1,7 +1,9 @@
 """The TF1 detection zoo's SpaghettiNet-EdgeTPU checkpoints: download, verify, extract safely.
 
-The zoo ships each variant as a ``.tar.gz`` (URLs in ``spec/spaghettinet.md`` §4) holding a TF1 Object Detection API
-checkpoint, the usual starting point for fine-tuning. A tarball from the network is untrusted, so installing one:
+The zoo ships each variant as a ``.tar.gz`` (URLs in tensorflow/models
+``research/object_detection/g3doc/tf1_detection_zoo.md``, "Pixel 6 Edge TPU models") holding a TF1 Object
+Detection API checkpoint, the usual starting point for fine-tuning. A tarball from the network is untrusted,
+so installing one:
 
 1. hashes it (sha256, printed so a user can pin it with ``--sha256``) and compares with the expected hash if given;
 2. reads the whole gzip stream to the end (a truncated download fails here, with its CRC and length checked), but
@@ -38,7 +40,7 @@ from pathlib import Path, PurePosixPath
 from spaghettinet.errors import DataError, SpaghettiError, UsageError
 
 #: Where the zoo keeps its tarballs. The table in tensorflow/models research/object_detection/g3doc/
-#: tf1_detection_zoo.md ("Pixel 6 Edge TPU models", spec/spaghettinet.md §4) writes these links with http://; the same
+#: tf1_detection_zoo.md ("Pixel 6 Edge TPU models") writes these links with http://; the same
 #: host serves https, and a download in the clear could be swapped on the way, so we always ask for https.
 ZOO_BASE_URL = "https://download.tensorflow.org/models/object_detection/tf1/"
 #: The tarball of each variant, as named in that table.

@@ -1,4 +1,4 @@
-"""Anchor coverage per class for a config's training data (issue 4 item 6), as ``spaghettinet config`` reports it.
+"""Anchor coverage per class for a config's training data, as ``spaghettinet config`` reports it.
 
 A ground-truth box no anchor overlaps at IoU >= the matcher threshold is learnt only through the force-match, one
 anchor at a time; a class made mostly of such boxes (small objects at a small input size) is hardly learnt at all.
@@ -89,7 +89,7 @@ def anchor_coverage_report(
     """
     from spaghettinet.evaluation.anchor_coverage import suggest_input_size
 
-    # The reference anchors (spec §1.8) at the given size and at larger candidates.
+    # The reference anchors at the given size and at larger candidates.
     found = suggest_input_size(
         np.asarray(boxes, np.float32).reshape(-1, 4),
         np.asarray(class_ids),

@@ -1,8 +1,10 @@
 """Typed settings read from a ``pipeline.config``: what the model, training, inputs, evaluation and QAT use.
 
-Every default is the value of the zoo's SpaghettiNet config (``spec/spaghettinet.md`` §3, §1.7, §1.8) or, where that
-config leaves a field out, the TF Object Detection API's proto default. A field the file does not set keeps its
-default, so ``ModelSettings(num_classes=3)`` is the reference model for three classes.
+Every default is the value of the zoo's SpaghettiNet config (tensorflow/models
+``research/object_detection/configs/tf1/ssd_spaghettinet_edgetpu_320x320_coco17_sync_4x4.config``) or, where
+that config leaves a field out, the TF OD API's proto default (``research/object_detection/protos/``). A field
+the file does not set keeps its default, so ``ModelSettings(num_classes=3)`` is the reference model for three
+classes.
 
 Paths (``label_map_path``, ``input_paths``, ``fine_tune_checkpoint``) are stored as written in the file; relative
 ones are resolved against the config file's folder by :meth:`PipelineConfig.resolve_path` (the TF OD API used the
@@ -52,16 +54,16 @@ class ModelSettings:
         box_coder_scales: Faster R-CNN box coder ``(y, x, height, width)`` scales.
         matched_threshold / unmatched_threshold / force_match_for_each_row: the argmax matcher.
         min_scale / max_scale / aspect_ratios / num_layers / interpolated_scale_aspect_ratio /
-            reduce_boxes_in_lowest_layer: the SSD anchor generator (§1.8).
+            reduce_boxes_in_lowest_layer: the SSD anchor generator.
         focal_alpha / focal_gamma: sigmoid focal classification loss.
         smooth_l1_delta: Huber delta of the localization loss.
         classification_weight / localization_weight: loss weights.
         normalize_loss_by_num_matches / normalize_loc_loss_by_codesize: loss normalization.
         score_threshold / iou_threshold / max_detections_per_class / max_total_detections: NMS.
         score_converter: ``'SIGMOID'`` (the only one SpaghettiNet uses).
-        l2_extractor / l2_predictor: slim L2 regularizer weights (§3 "regularization").
-        use_depthwise / kernel_size / box_code_size: the convolutional box predictor (§1.7).
-        add_background_class / encode_background_as_zeros: class target layout (§3).
+        l2_extractor / l2_predictor: slim L2 regularizer weights (``weight·Σw²/2``).
+        use_depthwise / kernel_size / box_code_size: the convolutional box predictor.
+        add_background_class / encode_background_as_zeros: class target layout.
         use_explicit_padding: feature extractor padding flag (reference: false).
     """
 
@@ -547,7 +549,7 @@ class SsdRandomCropOperation:
 
 
 #: The seven operations ``ssd_random_crop`` uses when the config lists none (``core/preprocessor.py``
-#: ``ssd_random_crop`` defaults, spec §3): min_object_covered = overlap_thresh in 0, 0.1, 0.3, 0.5, 0.7, 0.9, 1;
+#: ``ssd_random_crop`` defaults): min_object_covered = overlap_thresh in 0, 0.1, 0.3, 0.5, 0.7, 0.9, 1;
 #: aspect ratio 0.5-2; area 10-100 %; clip; keep the original image with probability 0.15.
 SSD_RANDOM_CROP_DEFAULT_OPERATIONS: tuple[SsdRandomCropOperation, ...] = tuple(
     SsdRandomCropOperation(
@@ -640,7 +642,7 @@ UNIMPLEMENTED_PREPROCESSING_STEPS: tuple[str, ...] = (
     "custom_augmentation",
 )
 
-#: The zoo config's augmentation (spec §3): horizontal flip, then the seven-operation SSD random crop.
+#: The zoo config's augmentation: horizontal flip, then the seven-operation SSD random crop.
 DEFAULT_AUGMENTATION: tuple[AugmentationOption, ...] = (RandomHorizontalFlip(), SsdRandomCrop())
 
 
@@ -656,7 +658,7 @@ class TrainSettings:
         batch_size: images per step (all replicas together).
         num_steps: training steps; 0 means "until stopped" in the TF OD API, we treat it as ``total_steps``.
         learning_rate_base / warmup_learning_rate / warmup_steps / total_steps / hold_base_rate_steps:
-            ``cosine_decay_learning_rate`` of either optimizer (§3 "LR formula").
+            ``cosine_decay_learning_rate`` of either optimizer (``utils/learning_schedules.py``).
         momentum: ``momentum_optimizer_value`` (used when ``optimizer`` is ``'momentum'``).
         optimizer: ``'momentum'`` (``momentum_optimizer``, SGD with momentum; the zoo's) or ``'adam'``
             (``adam_optimizer``).
@@ -758,7 +760,7 @@ class EvalSettings:
 
 @dataclass
 class QuantizationSettings:
-    """``graph_rewriter.quantization``: QAT starts after ``delay`` steps; both bit widths must be 8 (§3).
+    """``graph_rewriter.quantization``: QAT starts after ``delay`` steps; both bit widths must be 8.
 
     Args:
         delay: training steps in float before the model switches to quantization-aware training.

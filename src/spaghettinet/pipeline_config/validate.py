@@ -12,12 +12,12 @@ from spaghettinet.errors import DataError
 
 from .settings import VARIANTS, PipelineConfig, arch_name_for_variant
 
-# The TF OD API's graph_rewriter_builder raises unless both are 8 (spec §3 "What graph_rewriter_builder.build does").
+# The TF OD API's builders/graph_rewriter_builder.py raises unless both are 8.
 QUANTIZATION_BITS = 8
 FINE_TUNE_CHECKPOINT_TYPES = ("detection", "classification", "full")
-# Five SSD feature maps come out of every SpaghettiNet variant (spec §1.6), one anchor layer each.
+# Five SSD feature maps come out of every SpaghettiNet variant, one anchor layer each.
 SPAGHETTINET_NUM_LAYERS = 5
-# Below this the last feature map would be smaller than 1x1 after the stride-64+ levels (spec §1.6).
+# Below this the last feature map would be smaller than 1x1 after the stride-64+ levels.
 MIN_INPUT_SIZE = 32
 # Above this a model cannot be trained or shipped: 4096² is 164x the pixels of the reference 320², so one image's
 # activations in training take gigabytes and an Edge TPU model's would not fit the chip's few MB of memory.

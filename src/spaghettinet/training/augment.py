@@ -56,15 +56,15 @@ from spaghettinet.tf_runtime import import_tensorflow
 
 tf = import_tensorflow()
 
-#: The seven ``min_object_covered`` values of the reference ``ssd_random_crop`` (spec §3); the overlap threshold of
-#: each operation is the same number.
+#: The seven ``min_object_covered`` values of the reference ``ssd_random_crop`` (its defaults in
+#: ``core/preprocessor.py``); the overlap threshold of each operation is the same number.
 SSD_CROP_MIN_OBJECT_COVERED: tuple[float, ...] = tuple(
     op.min_object_covered for op in SSD_RANDOM_CROP_DEFAULT_OPERATIONS
 )
-#: Aspect ratio (width / height) and area ranges of the crop window, the same for all seven operations (spec §3).
+#: Aspect ratio (width / height) and area ranges of the crop window, the same for all seven operations.
 SSD_CROP_ASPECT_RATIO_RANGE: tuple[float, float] = (0.5, 2.0)
 SSD_CROP_AREA_RANGE: tuple[float, float] = (0.1, 1.0)
-#: Chance of keeping the whole image instead of cropping (spec §3 ``random_coef``).
+#: Chance of keeping the whole image instead of cropping (``random_coef``).
 SSD_CROP_RANDOM_COEF = 0.15
 #: ``sample_distorted_bounding_box`` gives up after this many tries and returns the whole image (OD API value).
 _MAX_CROP_ATTEMPTS = 100

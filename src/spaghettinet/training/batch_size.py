@@ -24,7 +24,7 @@ tf = import_tensorflow()
 
 #: Largest batch chosen on CPU (a 2-core machine runs ~5 images/s at 320²; bigger batches only add latency).
 CPU_MAX_BATCH = 32
-#: Largest batch tried on GPU (the reference trains with 512 on a 32-core TPU slice, spec §3).
+#: Largest batch tried on GPU (the zoo config trains with batch 512 over 32 replicas).
 GPU_MAX_BATCH = 512
 #: Share of the available RAM the CPU estimate may use.
 CPU_MEMORY_SHARE = 0.5

@@ -1,8 +1,8 @@
-"""SSD losses of the reference: sigmoid focal classification loss and smooth-L1 localization loss (spec §3).
+"""SSD losses of the reference: sigmoid focal classification and smooth-L1 localization (``core/losses.py``).
 
 * Classification: ``weighted_sigmoid_focal`` with alpha 0.75 (weighting the *positives*, the opposite of
-  RetinaNet's 0.25, spec §6.9) and gamma 2, per entry ``CE · (1 − p_t)^γ · (t·α + (1 − t)·(1 − α))``, summed over
-  every anchor and all ``C + 1`` columns (the background column's target is always 0).
+  RetinaNet's 0.25, arXiv:1708.02002) and gamma 2, per entry ``CE · (1 − p_t)^γ · (t·α + (1 − t)·(1 − α))``,
+  summed over every anchor and all ``C + 1`` columns (the background column's target is always 0).
 * Localization: ``weighted_smooth_l1`` (Huber, delta 1) summed over the 4 coordinates of matched anchors.
 * Normalization as ``SSDMetaArch.loss`` with ``normalize_loss_by_num_matches`` and
   ``normalize_loc_loss_by_codesize``: both sums run over the **whole batch** and are divided by
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from spaghettinet.tf_runtime import import_tensorflow
 
-#: Reference values (spec §3 ``loss``).
+#: Reference values (the zoo config's ``loss``).
 FOCAL_ALPHA = 0.75
 FOCAL_GAMMA = 2.0
 HUBER_DELTA = 1.0

@@ -1,8 +1,9 @@
 """Learning-rate schedule of the reference (cosine decay with linear warmup) and how we scale it to small jobs.
 
-Reference (spec §3 "LR formula", ``learning_schedules.cosine_decay_with_warmup``): base 0.8, warmup from 0.13333 over
-2000 steps, cosine to 0 at step 400000, 0 after it; batch 512. :func:`cosine_decay_with_warmup` is that formula in
-plain Python; :class:`CosineDecayWithWarmup` is the same as a serialisable Keras ``LearningRateSchedule``.
+Reference (the zoo config, ``utils/learning_schedules.py`` ``cosine_decay_with_warmup``): base 0.8, warmup
+from 0.13333 over 2000 steps, cosine to 0 at step 400000, 0 after it; batch 512.
+:func:`cosine_decay_with_warmup` is that formula in plain Python; :class:`CosineDecayWithWarmup` is the same
+as a serialisable Keras ``LearningRateSchedule``.
 
 Importing this module does not import TensorFlow (the ``config`` command uses :func:`scaled_schedule`); the Keras
 class is built on first access, ``from spaghettinet.training.schedule import CosineDecayWithWarmup``.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-#: Reference values (spec §3 ``optimizer``).
+#: Reference values (the zoo config's ``train_config``).
 REFERENCE_BATCH_SIZE = 512
 REFERENCE_BASE_LR = 0.8
 REFERENCE_WARMUP_LR = 0.13333

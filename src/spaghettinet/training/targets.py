@@ -1,6 +1,7 @@
 """SSD training targets: IoU similarity, the argmax matcher and target assignment, as the reference does them.
 
-Reference config (spec §3): ``iou_similarity``; ``argmax_matcher`` with matched and unmatched thresholds 0.5,
+Reference config (``configs/tf1/ssd_spaghettinet_edgetpu_320x320_coco17_sync_4x4.config``):
+``iou_similarity``; ``argmax_matcher`` with matched and unmatched thresholds 0.5,
 ``negatives_lower_than_unmatched``, ``force_match_for_each_row``; ``faster_rcnn_box_coder`` 10/10/5/5;
 ``encode_background_as_zeros``. So an anchor is positive when its best IoU with a ground-truth box is ≥ 0.5, every
 ground-truth box is also force-matched to its best anchor, and all other anchors are negatives (none are ignored).
@@ -129,7 +130,7 @@ def assign_targets(
         gt_classes: ``[M]`` int **1-based** class ids (0 = padding).
         anchors: ``[N, 4]`` yxyx normalized anchors (numpy array or tensor).
         num_classes: number of foreground classes ``C``.
-        matched_threshold: IoU for a positive anchor (0.5; the unmatched threshold equals it, spec §3).
+        matched_threshold: IoU for a positive anchor (0.5; the unmatched threshold equals it).
         scales: box coder scales.
         num_boxes: optional scalar; rows from this index on are padding.
 
