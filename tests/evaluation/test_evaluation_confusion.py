@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spaghettinet.evaluation.confusion import confusion_matrix, iou_matrix, match_image
+from spaghettinet.evaluation.confusion import confusion_matrix, match_image
+from spaghettinet.model.box_iou import iou_matrix
 
 CAT, DOG = 0, 1
 LEFT = [0.1, 0.1, 0.5, 0.4]

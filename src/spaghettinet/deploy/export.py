@@ -30,6 +30,7 @@ import numpy as np
 from spaghettinet.deploy import edgetpu, metadata, tflite
 from spaghettinet.errors import DataError, SpaghettiError, UsageError
 from spaghettinet.io_utils import atomic_path, write_bytes_atomic, write_text_atomic
+from spaghettinet.model.box_iou import iou_matrix
 
 QUANTIZE_CHOICES = ("auto", "qat", "ptq", "none")
 
@@ -151,17 +152,6 @@ def _model_pixels(example, size: tuple[int, int]) -> np.ndarray:
     return resize_for_model(example.decode_image(), size)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    if len(boxes) == 0:
-        return np.zeros((0,), np.float32)
-    top_left = np.maximum(box[:2], boxes[:, :2])
-    bottom_right = np.minimum(box[2:], boxes[:, 2:])
-    overlap = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return overlap / np.maximum(area + areas - overlap, 1e-12)
-
-
 def compare_detections(reference: list, candidate: list) -> dict:
     """Match each reference detection with the best-overlapping candidate detection of the same class.
 
@@ -183,7 +173,7 @@ def compare_detections(reference: list, candidate: list) -> dict:
         total_candidate += len(scores)
         used = np.zeros(len(scores), bool)
         for box, cls, score in zip(ref_boxes, ref_classes, ref_scores, strict=True):
-            overlaps = _iou(np.asarray(box), np.asarray(boxes))
+            overlaps = iou_matrix([box], boxes)[0]
             overlaps[(np.asarray(classes) != cls) | used] = -1.0
             if len(overlaps) == 0 or overlaps.max() < MATCH_IOU:
                 continue
@@ -278,7 +268,8 @@ def export(
         checkpoint: a ``ckpt-<step>`` prefix, or a model directory (its latest checkpoint).
         out: export folder (created; existing files of the same names are replaced).
         max_detections: rows in each output (K).
-        score_threshold: the op's NMS score threshold; meaningful values only (spec §6 gotcha 12).
+        score_threshold: the op's NMS score threshold; meaningful values only (the op's attribute is written
+            with ``%f``, so values below 5e-7 become 0).
         iou_threshold: the op's NMS IoU threshold, in (0, 1].
         regular_nms: per-class NMS (True) or the op's class-agnostic fast NMS (False); None chooses by the
             number of classes (:func:`default_regular_nms`).

@@ -1,8 +1,8 @@
 """Anchor coverage: how many ground-truth boxes some anchor matches at IoU ≥ 0.5 (NumPy, no TensorFlow).
 
-A box no anchor reaches at IoU 0.5 is learnt only through the matcher's force match (one anchor, spec §3), so a
-class whose boxes are mostly uncovered trains poorly. The ``config`` command prints this per class and, when a
-class is poorly covered, which input size would cover it better.
+A box no anchor reaches at IoU 0.5 is learnt only through the matcher's force match (one anchor,
+``force_match_for_each_row``), so a class whose boxes are mostly uncovered trains poorly. The ``config``
+command prints this per class and, when a class is poorly covered, which input size would cover it better.
 
 IoU is the same in normalized and pixel coordinates (both axes scale areas alike), so boxes stay normalized. Anchor
 scales are fractions of the image, so a larger input size only makes the grids finer: it helps boxes that fall
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spaghettinet.model.anchors import feature_map_sizes, generate_ssd_anchors
+from spaghettinet.model.box_iou import iou_matrix
 
 #: Rows of ground truth compared with all anchors at once (keeps the IoU matrix to a few MB).
 _CHUNK = 1024
@@ -64,20 +65,10 @@ def best_anchor_iou(boxes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
-    anchor_area = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
     best = np.zeros(len(boxes))
     for start in range(0, len(boxes), _CHUNK):
-        chunk = boxes[start : start + _CHUNK, None, :]
-        inter_h = np.clip(
-            np.minimum(chunk[..., 2], anchors[:, 2]) - np.maximum(chunk[..., 0], anchors[:, 0]), 0, None
-        )
-        inter_w = np.clip(
-            np.minimum(chunk[..., 3], anchors[:, 3]) - np.maximum(chunk[..., 1], anchors[:, 1]), 0, None
-        )
-        inter = inter_h * inter_w
-        box_area = (chunk[..., 2] - chunk[..., 0]) * (chunk[..., 3] - chunk[..., 1])
-        union = box_area + anchor_area - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        chunk = boxes[start : start + _CHUNK]
+        iou = iou_matrix(chunk, anchors)
         best[start : start + len(chunk)] = iou.max(axis=1) if anchors.size else 0.0
     return best
 

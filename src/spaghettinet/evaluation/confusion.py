@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spaghettinet.model.box_iou import iou_matrix
+
 #: IoU from which a detection counts as finding an object (COCO's AP50 and Ultralytics' confusion matrix).
 MATCH_IOU = 0.5
 
@@ -33,24 +35,6 @@ def _boxes(values) -> np.ndarray:
 
 def _vector(values, dtype) -> np.ndarray:
     return np.asarray(values if values is not None else [], dtype=dtype).reshape(-1)
-
-
-def iou_matrix(boxes_a, boxes_b) -> np.ndarray:
-    """IoU of every box in ``boxes_a`` with every box in ``boxes_b`` (float64, 0 where a union is empty).
-
-    Example:
-        >>> iou_matrix([[0, 0, 1, 1]], [[0, 0, 1, 0.5]])
-        array([[0.5]])
-    """
-    a = _boxes(boxes_a)[:, None, :]
-    b = _boxes(boxes_b)[None, :, :]
-    inter_h = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
-    inter_w = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0, None)
-    inter = inter_h * inter_w
-    area_a = np.clip(a[..., 2] - a[..., 0], 0.0, None) * np.clip(a[..., 3] - a[..., 1], 0.0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0.0, None) * np.clip(b[..., 3] - b[..., 1], 0.0, None)
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 @dataclass(frozen=True)
