@@ -8,7 +8,7 @@ import pytest
 from cli_helpers import run_cli
 from spaghettinet.errors import DataError
 from spaghettinet.pipeline_config import parse_config_text
-from spaghettinet.pipeline_config.textformat import parse_text
+from spaghettinet.textformat import parse_text
 
 MODEL = """model {{ ssd {{
   num_classes: {num_classes}

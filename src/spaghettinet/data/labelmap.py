@@ -1,10 +1,10 @@
 """Label maps: the class-name <-> id table, in the TF Object Detection API's text format.
 
-Written as ``item { name: "x" id: 1 }`` with ids 1..N in sorted name order (0 is the background, spec §5.2).
+Written as ``item { name: "x" id: 1 }`` with ids 1..N in sorted name order (0 is the background).
 Read leniently, as the OD API's text-format parser does: the seed's hand-written style (``item{ name:"frodo" id:1 }``),
 single or double quotes, ``#`` comments, ``display_name``, and the other optional fields (``keypoints { ... }``,
 ``ancestor_ids``, ``frequency``...) which are skipped. The text is parsed by the same parser as ``pipeline.config``
-(:mod:`spaghettinet.pipeline_config.textformat`): C escapes in strings, octal and hex ones included, as protobuf's
+(:mod:`spaghettinet.textformat`): C escapes in strings, octal and hex ones included, as protobuf's
 own writers emit them for non-ASCII names (``"caf\\303\\251"`` is ``café``), and a bound on nesting. Names are
 written with the same escapes, so a name holding a line break or a carriage return reads back as it was.
 
@@ -91,7 +91,7 @@ class LabelMap:
     def to_text(self) -> str:
         """The map in the OD API's text format (names escaped as protobuf's text format does)."""
         # Imported here: the tfrecord writer's worker processes import this module and never write a map.
-        from spaghettinet.pipeline_config.textformat import quote_text
+        from spaghettinet.textformat import quote_text
 
         blocks = []
         for class_id, name, display in zip(self.ids, self.names_by_id, self.display_names, strict=True):
@@ -108,7 +108,7 @@ MAX_LABEL_ID = 2**31 - 1
 
 def parse_label_map_text(text: str, path: str | Path = "<label map>") -> LabelMap:
     """Parse label map text (see :func:`read_label_map`)."""
-    from spaghettinet.pipeline_config.textformat import Message, Scalar, parse_text
+    from spaghettinet.textformat import Message, Scalar, parse_text
 
     path = Path(path)
     try:

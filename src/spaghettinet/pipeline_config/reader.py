@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from spaghettinet.errors import DataError
+from spaghettinet.textformat import Field, Message, Scalar, parse_text
 
+from .proto_defaults import PROTO_DEFAULTS
 from .settings import (
     ARCH_NAME_PREFIX,
     AUGMENTATION_OPTIONS,
@@ -36,7 +38,6 @@ from .settings import (
     TrainSettings,
     arch_name_for_variant,
 )
-from .textformat import Field, Message, Scalar, parse_text
 from .validate import validate_config
 
 T = TypeVar("T")
@@ -48,6 +49,8 @@ _TRUE = ("true", "True", "t", "1")
 INT32_MIN = -(2**31)
 UINT32_MAX = 2**32 - 1
 _FALSE = ("false", "False", "f", "0")
+#: "Take the proto's default" (see :data:`.proto_defaults.PROTO_DEFAULTS`), for :meth:`_Block.get`.
+_PROTO_DEFAULT = object()
 
 
 def _mark_used(entry: Field) -> None:
@@ -147,6 +150,16 @@ class _TreeReader:
             if entry.name in names:
                 _mark_used(entry)
 
+    def converter(self, kind: str) -> Callable[[Scalar, str], object]:
+        """The converter of a value kind: ``int``, ``float``, ``bool``, ``str`` or ``enum``."""
+        return {
+            "int": self.to_int,
+            "float": self.to_float,
+            "bool": self.to_bool,
+            "str": self.to_str,
+            "enum": self.to_enum,
+        }[kind]
+
     # Converters: each gets the scalar and the field path for its error message.
     def to_int(self, item: Scalar, path: str) -> int:
         """A whole number that fits the 32 bits every integer field of the OD API's protos has (int32 or uint32):
@@ -226,6 +239,470 @@ class _TreeReader:
         return found
 
 
+class _Block:
+    """One message of the parsed file with its dotted path: reads its fields without restating the path.
+
+    Args:
+        reader: the reader that converts values and keeps the bookkeeping.
+        message: the parsed message.
+        path: its dotted path in the file (``model.ssd.matcher.argmax_matcher``).
+        proto: the key of its fields in :data:`PROTO_DEFAULTS` (default: the last part of ``path``).
+    """
+
+    def __init__(self, reader: _TreeReader, message: Message, path: str, proto: str | None = None):
+        self.reader = reader
+        self.message = message
+        self.path = path
+        self.proto = proto or path.rsplit(".", 1)[-1]
+
+    def field_path(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def first(self, name: str) -> Field | None:
+        return self.message.first(name)
+
+    def child(self, name: str, proto: str | None = None) -> _Block | None:
+        """The nested message ``name``, None when absent."""
+        message = self.reader.message(self.message, name, self.field_path(name))
+        return None if message is None else _Block(self.reader, message, self.field_path(name), proto)
+
+    def oneof(self, allowed: tuple[str, ...]) -> tuple[str, _Block] | None:
+        """The single sub-message of this ``oneof`` block; a choice outside ``allowed`` is an error naming it."""
+        choice = self.reader.oneof(self.message, self.path, allowed)
+        if choice is None:
+            return None
+        name, message = choice
+        return name, _Block(self.reader, message, self.field_path(name))
+
+    def child_choice(self, name: str, allowed: tuple[str, ...]) -> tuple[str, _Block] | None:
+        """``child(name).oneof(allowed)``, None when the child is absent."""
+        block = self.child(name)
+        return None if block is None else block.oneof(allowed)
+
+    def get(self, name: str, kind: str, default: object = _PROTO_DEFAULT):
+        """The last value of scalar field ``name`` converted as ``kind`` (``int``, ``float``, ``bool``, ``str``,
+        ``enum``); absent, the proto's default (:data:`PROTO_DEFAULTS`) or ``default`` when one is given."""
+        if default is _PROTO_DEFAULT:
+            default = PROTO_DEFAULTS[f"{self.proto}.{name}"]
+        return self.reader.value(
+            self.message, name, self.field_path(name), self.reader.converter(kind), default
+        )
+
+    def get_all(self, name: str, kind: str) -> list:
+        """All values of the repeated scalar field ``name``."""
+        return self.reader.values(self.message, name, self.field_path(name), self.reader.converter(kind))
+
+    def fixed(self, name: str, kind: str, expected: object) -> None:
+        """Consume a field implemented one way only (a different value is listed as ignored)."""
+        self.reader.fixed(self.message, name, self.field_path(name), self.reader.converter(kind), expected)
+
+    def accept(self, *names: str) -> None:
+        """Mark fields as used without reading them (they have no effect here, as in the reference)."""
+        self.reader.accept(self.message, *names)
+
+    def fail(self, name: str, message: str) -> DataError:
+        """An error at the line of field ``name`` (of this block when the field is absent)."""
+        located = self.first(name)
+        return self.reader.fail(
+            located if located is not None else self.message, self.field_path(name), message
+        )
+
+    def require(self, name: str, condition: bool, message: str) -> None:
+        """Raise :meth:`fail` unless ``condition``."""
+        if not condition:
+            raise self.fail(name, message)
+
+
+def _read_model(reader: _TreeReader, tree: Message) -> ModelSettings:
+    model_block = reader.message(tree, "model", "model")
+    if model_block is None:
+        raise DataError(
+            f"{reader.source}: no 'model {{ ssd {{ ... }} }}' block; this is not a detection pipeline.config"
+        )
+    choice = _Block(reader, model_block, "model").oneof(("ssd",))
+    if choice is None:
+        raise DataError(
+            f"{reader.where(model_block)}: model has no 'ssd {{ ... }}' block (SpaghettiNet is an SSD)"
+        )
+    ssd = choice[1]
+    num_classes_values = ssd.get_all("num_classes", "int")
+    if not num_classes_values:
+        raise DataError(
+            f"{reader.where(ssd.message)}: model.ssd.num_classes is missing (the number of classes in the label map)"
+        )
+    settings = ModelSettings(num_classes=num_classes_values[-1])
+    ssd.accept("inplace_batchnorm_update")
+    ssd.fixed("freeze_batchnorm", "bool", False)
+    # SpaghettiNet's configs set true; the proto default (false) would add a background logit we do not build.
+    settings.encode_background_as_zeros = ssd.get("encode_background_as_zeros", "bool", True)
+    ssd.fixed("add_background_class", "bool", True)
+    settings.normalize_loss_by_num_matches = ssd.get("normalize_loss_by_num_matches", "bool")
+    # The zoo's config sets true (the proto's default is false), and our loss implements that only.
+    settings.normalize_loc_loss_by_codesize = ssd.get("normalize_loc_loss_by_codesize", "bool", True)
+
+    _read_feature_extractor(ssd.child("feature_extractor"), ssd, settings)
+    _read_resizer(ssd.child("image_resizer"), settings)
+
+    coder = ssd.child_choice("box_coder", ("faster_rcnn_box_coder",))
+    if coder is not None:
+        settings.box_coder_scales = tuple(  # type: ignore[assignment]
+            coder[1].get(name, "float") for name in ("y_scale", "x_scale", "height_scale", "width_scale")
+        )
+
+    matcher = ssd.child_choice("matcher", ("argmax_matcher",))
+    if matcher is not None:
+        block = matcher[1]
+        settings.matched_threshold = block.get("matched_threshold", "float")
+        settings.unmatched_threshold = block.get("unmatched_threshold", "float")
+        settings.force_match_for_each_row = block.get("force_match_for_each_row", "bool")
+        block.fixed("ignore_thresholds", "bool", False)
+        block.fixed("negatives_lower_than_unmatched", "bool", True)
+        # How the gather is computed changes nothing in the result.
+        block.accept("use_matmul_gather")
+
+    ssd.child_choice("similarity_calculator", ("iou_similarity",))
+
+    anchors = ssd.child_choice("anchor_generator", ("ssd_anchor_generator",))
+    if anchors is not None:
+        block = anchors[1]
+        settings.num_layers = block.get("num_layers", "int")
+        settings.min_scale = block.get("min_scale", "float")
+        settings.max_scale = block.get("max_scale", "float")
+        ratios = block.get_all("aspect_ratios", "float")
+        if ratios:
+            settings.aspect_ratios = tuple(ratios)
+        settings.interpolated_scale_aspect_ratio = block.get("interpolated_scale_aspect_ratio", "float")
+        settings.reduce_boxes_in_lowest_layer = block.get("reduce_boxes_in_lowest_layer", "bool")
+        block.fixed("base_anchor_height", "float", 1.0)
+        block.fixed("base_anchor_width", "float", 1.0)
+
+    _read_box_predictor(ssd.child("box_predictor"), settings)
+    _read_loss(ssd.child("loss"), settings)
+    _read_post_processing(ssd.child("post_processing"), settings)
+    return settings
+
+
+def _read_hyperparams(block: _Block | None, default_l2: float) -> float:
+    """Read a ``conv_hyperparams`` block; return its L2 weight. Other values are the zoo config's."""
+    if block is None:
+        return default_l2
+    block.fixed("activation", "enum", "RELU_6")
+    l2 = default_l2
+    regularizer = block.child_choice("regularizer", ("l2_regularizer",))
+    if regularizer is not None:
+        l2 = regularizer[1].get("weight", "float")
+    # The initializer only matters for training from scratch; ours is the reference's random_normal(0, 0.03).
+    block.accept("initializer")
+    batch_norm = block.child("batch_norm")
+    if batch_norm is not None:
+        batch_norm.fixed("decay", "float", 0.97)
+        batch_norm.fixed("epsilon", "float", 0.001)
+        for name in ("train", "scale", "center"):
+            batch_norm.fixed(name, "bool", True)
+    return l2
+
+
+def _read_feature_extractor(block: _Block | None, ssd: _Block, settings: ModelSettings) -> None:
+    if block is None:
+        raise DataError(
+            f"{ssd.reader.where(ssd.message)}: model.ssd.feature_extractor is missing "
+            f"(expected type: '{SPAGHETTINET_FEATURE_EXTRACTOR}' and spaghettinet_arch_name)"
+        )
+    extractor_type = block.get("type", "str")
+    if extractor_type != SPAGHETTINET_FEATURE_EXTRACTOR:
+        raise block.fail(
+            "type",
+            f"must be '{SPAGHETTINET_FEATURE_EXTRACTOR}', got {extractor_type!r} (this package builds SpaghettiNet only)",
+        )
+    arch = block.get("spaghettinet_arch_name", "str")
+    variant = arch[len(ARCH_NAME_PREFIX) :] if arch.startswith(ARCH_NAME_PREFIX) else ""
+    if variant not in VARIANTS:
+        known = ", ".join(repr(arch_name_for_variant(v)) for v in VARIANTS)
+        raise block.fail("spaghettinet_arch_name", f"must be one of {known}, got {arch!r}")
+    settings.variant = variant
+    settings.use_explicit_padding = block.get("use_explicit_padding", "bool")
+    block.fixed("depth_multiplier", "float", 1.0)
+    settings.l2_extractor = _read_hyperparams(block.child("conv_hyperparams"), settings.l2_extractor)
+
+
+def _read_resizer(block: _Block | None, settings: ModelSettings) -> None:
+    choice = block.oneof(("fixed_shape_resizer",)) if block is not None else None
+    if choice is None:
+        return
+    resizer = choice[1]
+    settings.input_size = (resizer.get("height", "int"), resizer.get("width", "int"))
+    resizer.fixed("resize_method", "enum", "BILINEAR")
+    resizer.fixed("convert_to_grayscale", "bool", False)
+
+
+def _read_box_predictor(block: _Block | None, settings: ModelSettings) -> None:
+    choice = block.oneof(("convolutional_box_predictor",)) if block is not None else None
+    if choice is None:
+        return
+    predictor = choice[1]
+    predictor.fixed("kernel_size", "int", 3)
+    predictor.fixed("use_depthwise", "bool", True)
+    predictor.fixed("box_code_size", "int", 4)
+    predictor.fixed("min_depth", "int", 0)
+    predictor.fixed("max_depth", "int", 0)
+    predictor.fixed("num_layers_before_predictor", "int", 0)
+    predictor.fixed("use_dropout", "bool", False)
+    predictor.fixed("apply_sigmoid_to_scores", "bool", False)
+    # With use_dropout false the keep probability is never read; class_prediction_bias_init has no effect on the
+    # depthwise branch in the reference either (``predictors/heads/class_head.py``).
+    predictor.accept("dropout_keep_probability", "class_prediction_bias_init")
+    settings.l2_predictor = _read_hyperparams(predictor.child("conv_hyperparams"), settings.l2_predictor)
+
+
+def _read_loss(block: _Block | None, settings: ModelSettings) -> None:
+    if block is None:
+        return
+    classification = block.child_choice("classification_loss", ("weighted_sigmoid_focal",))
+    if classification is not None:
+        # alpha has no proto default (unset means unweighted); SpaghettiNet's is 0.75.
+        settings.focal_alpha = classification[1].get("alpha", "float", 0.75)
+        settings.focal_gamma = classification[1].get("gamma", "float")
+    localization = block.child_choice("localization_loss", ("weighted_smooth_l1",))
+    if localization is not None:
+        settings.smooth_l1_delta = localization[1].get("delta", "float")
+    settings.classification_weight = block.get("classification_weight", "float")
+    settings.localization_weight = block.get("localization_weight", "float")
+
+
+def _read_post_processing(block: _Block | None, settings: ModelSettings) -> None:
+    if block is None:
+        return
+    nms = block.child("batch_non_max_suppression")
+    if nms is not None:
+        settings.score_threshold = nms.get("score_threshold", "float")
+        settings.iou_threshold = nms.get("iou_threshold", "float")
+        settings.max_detections_per_class = nms.get("max_detections_per_class", "int")
+        settings.max_total_detections = nms.get("max_total_detections", "int")
+        # Static vs dynamic shapes is an implementation detail of TF1's TPU path.
+        nms.accept("use_static_shapes")
+        nms.fixed("use_class_agnostic_nms", "bool", False)
+        nms.fixed("soft_nms_sigma", "float", 0.0)
+    else:
+        proto = "batch_non_max_suppression"
+        settings.score_threshold = PROTO_DEFAULTS[f"{proto}.score_threshold"]
+        settings.iou_threshold = PROTO_DEFAULTS[f"{proto}.iou_threshold"]
+        settings.max_detections_per_class = PROTO_DEFAULTS[f"{proto}.max_detections_per_class"]
+        settings.max_total_detections = PROTO_DEFAULTS[f"{proto}.max_total_detections"]
+    converter = block.get("score_converter", "enum")
+    if converter != "SIGMOID":
+        raise block.fail(
+            "score_converter", f"must be SIGMOID (the focal loss is a sigmoid loss), got {converter}"
+        )
+    settings.score_converter = converter
+    block.fixed("logit_scale", "float", 1.0)
+
+
+def _read_train(block: _Block | None) -> TrainSettings:
+    settings = TrainSettings()
+    if block is None:
+        return settings
+    settings.batch_size = block.get("batch_size", "int")
+    # Absent, the zoo config's schedule length (the proto's 0 means "forever").
+    settings.num_steps = block.get("num_steps", "int", settings.num_steps)
+    settings.max_number_of_boxes = block.get("max_number_of_boxes", "int")
+    # Padding ground truth to static shapes is how our input pipeline works anyway.
+    block.accept("unpad_groundtruth_tensors")
+    settings.fine_tune_checkpoint = block.get("fine_tune_checkpoint", "str") or None
+    # The proto's default for this deprecated field is false, which would make a checkpoint with no type a
+    # classification backbone; the checkpoints users give here (the zoo's, their own runs') are detection ones.
+    from_detection = block.get("from_detection_checkpoint", "bool", True)
+    # The TF OD API reads the deprecated from_detection_checkpoint when fine_tune_checkpoint_type is unset.
+    settings.fine_tune_checkpoint_type = block.get(
+        "fine_tune_checkpoint_type", "str", "detection" if from_detection else "classification"
+    )
+    block.accept("load_all_detection_checkpoint_vars")
+
+    settings.data_augmentation_options = _read_augmentation(block)
+    _read_optimizer(block.child("optimizer"), settings)
+    return settings
+
+
+def _read_augmentation(block: _Block) -> tuple[AugmentationOption, ...]:
+    """The ``data_augmentation_options`` steps in file order; a step we do not implement is an error naming it.
+
+    Each block holds one step (the proto's ``PreprocessingStep`` is a oneof). Listing steps replaces the default
+    flip and crop: a config that lists none trains without augmentation, as in the TF OD API.
+    """
+    reader, path = block.reader, block.field_path("data_augmentation_options")
+    steps: list[AugmentationOption] = []
+    for entry in block.message.all("data_augmentation_options"):
+        entry.used = True
+        if not isinstance(entry.value, Message):
+            raise reader.fail(entry, path, "must be a message block ({ ... })")
+        choices = entry.value.fields
+        if not choices:
+            raise reader.fail(entry, path, "is empty; name one step, e.g. { random_horizontal_flip { } }")
+        if len(choices) > 1:
+            raise reader.fail(
+                choices[1],
+                path,
+                f"holds both {choices[0].name} and {choices[1].name}; give each step its own "
+                "data_augmentation_options block (one step per block, as in the TF OD API)",
+            )
+        option = choices[0]
+        q = f"{path}.{option.name}"
+        option_type = AUGMENTATION_OPTIONS.get(option.name)
+        if option_type is None:
+            known = ", ".join(AUGMENTATION_OPTIONS)
+            if option.name in UNIMPLEMENTED_PREPROCESSING_STEPS:
+                raise reader.fail(
+                    option, q, f"is a TF OD API step this package does not implement; implemented: {known}"
+                )
+            raise reader.fail(
+                option, q, f"is not a TF OD API preprocessing step (a typo?); implemented: {known}"
+            )
+        if not isinstance(option.value, Message):
+            raise reader.fail(option, q, f"must be a message block, e.g. {option.name} {{ }}")
+        option.used = True
+        reader.locations[q] = reader.where(option)
+        steps.append(_read_option(reader, option_type, option, q))
+    return tuple(steps)
+
+
+def _read_option(reader: _TreeReader, option_type: type[T], entry: Field, path: str) -> T:
+    """Build ``option_type`` from its block: each dataclass field is the proto field of the same name.
+
+    Absent fields keep the dataclass default, which is the proto's default; values are checked with the option's
+    ``problems()`` and an impossible one is an error at the line of the field (of the block when it is absent).
+    """
+    message = entry.value
+    assert isinstance(message, Message)
+    block = _Block(reader, message, path)
+    values: dict[str, object] = {}
+    for spec in dataclasses.fields(option_type):  # type: ignore[arg-type]
+        name = spec.name
+        kind = str(spec.type)
+        if kind in ("float", "bool"):
+            values[name] = block.get(name, kind, spec.default)
+        elif kind in ("int", "int | None"):
+            values[name] = block.get(name, "int", spec.default)
+        elif kind == "tuple[float, ...]":
+            values[name] = tuple(block.get_all(name, "float"))
+        elif kind == "tuple[SsdRandomCropOperation, ...]":
+            operations = []
+            for operation in message.all(name):
+                operation.used = True
+                if not isinstance(operation.value, Message):
+                    raise reader.fail(operation, block.field_path(name), "must be a message block ({ ... })")
+                operations.append(
+                    _read_option(reader, SsdRandomCropOperation, operation, block.field_path(name))
+                )
+            values[name] = tuple(operations)
+        else:  # pragma: no cover - a new field type in settings.py needs a converter here
+            raise TypeError(f"no reader for {option_type.__name__}.{name}: {kind}")
+    option = option_type(**values)
+    for name, problem in option.problems():  # type: ignore[attr-defined]
+        located = message.first(name)
+        raise reader.fail(located if located is not None else entry, f"{path}.{name}", problem)
+    return option
+
+
+def _read_optimizer(optimizer: _Block | None, settings: TrainSettings) -> None:
+    """``train_config.optimizer``: momentum or Adam with a cosine-decay learning rate, and weight averaging."""
+    if optimizer is None:
+        return
+    # The zoo's SpaghettiNet config sets use_moving_average: false explicitly; the proto's default is true.
+    settings.use_moving_average = optimizer.get("use_moving_average", "bool")
+    settings.moving_average_decay = optimizer.get("moving_average_decay", "float")
+    optimizer.require(
+        "moving_average_decay",
+        0.0 < settings.moving_average_decay < 1.0,
+        f"must be in (0, 1), got {settings.moving_average_decay}",
+    )
+    choice = optimizer.oneof(("momentum_optimizer", "adam_optimizer"))
+    if choice is None:
+        return
+    name, body = choice
+    if name == "momentum_optimizer":
+        settings.optimizer = "momentum"
+        settings.momentum = body.get("momentum_optimizer_value", "float")
+    else:
+        settings.optimizer = "adam"
+        # The proto's 1e-8 is tf.compat.v1's Adam epsilon; Keras' Adam defaults to 1e-7.
+        settings.adam_epsilon = body.get("epsilon", "float")
+        body.require("epsilon", settings.adam_epsilon > 0, f"must be > 0, got {settings.adam_epsilon}")
+    rate = body.child_choice("learning_rate", ("cosine_decay_learning_rate",))
+    if rate is None:
+        return
+    cosine = rate[1]
+    settings.learning_rate_base = cosine.get("learning_rate_base", "float")
+    settings.total_steps = cosine.get("total_steps", "int")
+    settings.warmup_learning_rate = cosine.get("warmup_learning_rate", "float")
+    settings.warmup_steps = cosine.get("warmup_steps", "int")
+    settings.hold_base_rate_steps = cosine.get("hold_base_rate_steps", "int")
+    # validate.py checks these too, under the momentum optimizer's path; checking here names the block they are in.
+    base = settings.learning_rate_base
+    cosine.require("learning_rate_base", base > 0, f"must be > 0, got {base}")
+    cosine.require(
+        "warmup_learning_rate",
+        0 <= settings.warmup_learning_rate <= base,
+        f"must be in [0, learning_rate_base = {base}], got {settings.warmup_learning_rate}",
+    )
+    cosine.require(
+        "total_steps", settings.total_steps >= 1, f"must be at least 1, got {settings.total_steps}"
+    )
+    cosine.require(
+        "warmup_steps",
+        0 <= settings.warmup_steps <= settings.total_steps,
+        f"must be in [0, total_steps = {settings.total_steps}], got {settings.warmup_steps}",
+    )
+
+
+def _read_input(
+    reader: _TreeReader, tree: Message, name: str, settings: InputReaderSettings
+) -> InputReaderSettings:
+    entries = tree.all(name)
+    if not entries:
+        return settings
+    entry = entries[0]
+    entry.used = True
+    if not isinstance(entry.value, Message):
+        raise reader.fail(entry, name, "must be a message block ({ ... })")
+    block = _Block(reader, entry.value, name, proto="input_reader")
+    settings.label_map_path = block.get("label_map_path", "str")
+    # Absent, the settings' own defaults: the eval reader reads its records once, in order.
+    settings.shuffle = block.get("shuffle", "bool", settings.shuffle)
+    settings.num_epochs = block.get("num_epochs", "int", settings.num_epochs)
+    records = block.oneof(("tf_record_input_reader",))
+    if records is not None:
+        settings.input_paths = records[1].get_all("input_path", "str")
+    return settings
+
+
+def _read_eval(block: _Block | None) -> EvalSettings:
+    settings = EvalSettings()
+    if block is None:
+        return settings
+    for metric in block.get_all("metrics_set", "str"):
+        if metric != "coco_detection_metrics":
+            reader = block.reader
+            reader.ignored.append(
+                f"{block.field_path('metrics_set')} = {metric!r}: only coco_detection_metrics is computed"
+            )
+    settings.num_visualizations = block.get("num_visualizations", "int")
+    # Absent: evaluate only at the end of training (the proto's 300 s interval is for a separate eval job).
+    settings.eval_interval_steps = block.get("eval_interval_steps", "int", None)
+    settings.use_moving_averages = block.get("use_moving_averages", "bool")
+    return settings
+
+
+def _read_quantization(block: _Block | None) -> QuantizationSettings | None:
+    quantization = block.child("quantization") if block is not None else None
+    if quantization is None:
+        return None
+    quantization.fixed("symmetric", "bool", False)
+    return QuantizationSettings(
+        delay=quantization.get("delay", "int"),
+        weight_bits=quantization.get("weight_bits", "int"),
+        activation_bits=quantization.get("activation_bits", "int"),
+    )
+
+
 def parse_config_text(text: str, source: str = "pipeline.config", path: Path | None = None) -> PipelineConfig:
     """Parse ``pipeline.config`` text into settings.
 
@@ -251,14 +728,15 @@ def parse_config_text(text: str, source: str = "pipeline.config", path: Path | N
     """
     tree = parse_text(text, source)
     reader = _TreeReader(source)
+    root = _Block(reader, tree, "")
     model = _read_model(reader, tree)
-    train = _read_train(reader, reader.message(tree, "train_config", "train_config"))
+    train = _read_train(root.child("train_config"))
     train_input = _read_input(reader, tree, "train_input_reader", InputReaderSettings())
     eval_input = _read_input(
         reader, tree, "eval_input_reader", InputReaderSettings(shuffle=False, num_epochs=1)
     )
-    evaluation = _read_eval(reader, reader.message(tree, "eval_config", "eval_config"))
-    quantization = _read_quantization(reader, reader.message(tree, "graph_rewriter", "graph_rewriter"))
+    evaluation = _read_eval(root.child("eval_config"))
+    quantization = _read_quantization(root.child("graph_rewriter"))
     cfg = PipelineConfig(
         model=model,
         train=train,
@@ -305,550 +783,6 @@ def read_config(path: str | Path) -> PipelineConfig:
     except OSError as exc:
         raise DataError(f"cannot be read: {exc.strerror}", file) from None
     return parse_config_text(text, source=str(file), path=file.resolve())
-
-
-def _read_model(reader: _TreeReader, tree: Message) -> ModelSettings:
-    model_block = reader.message(tree, "model", "model")
-    if model_block is None:
-        raise DataError(
-            f"{reader.source}: no 'model {{ ssd {{ ... }} }}' block; this is not a detection pipeline.config"
-        )
-    choice = reader.oneof(model_block, "model", ("ssd",))
-    if choice is None:
-        raise DataError(
-            f"{reader.where(model_block)}: model has no 'ssd {{ ... }}' block (SpaghettiNet is an SSD)"
-        )
-    ssd = choice[1]
-    p = "model.ssd."
-    num_classes_values = reader.values(ssd, "num_classes", p + "num_classes", reader.to_int)
-    if not num_classes_values:
-        raise DataError(
-            f"{reader.where(ssd)}: model.ssd.num_classes is missing (the number of classes in the label map)"
-        )
-    settings = ModelSettings(num_classes=num_classes_values[-1])
-    reader.accept(ssd, "inplace_batchnorm_update")
-    reader.fixed(ssd, "freeze_batchnorm", p + "freeze_batchnorm", reader.to_bool, False)
-    settings.encode_background_as_zeros = reader.value(
-        ssd, "encode_background_as_zeros", p + "encode_background_as_zeros", reader.to_bool, True
-    )
-    reader.fixed(ssd, "add_background_class", p + "add_background_class", reader.to_bool, True)
-    settings.normalize_loss_by_num_matches = reader.value(
-        ssd, "normalize_loss_by_num_matches", p + "normalize_loss_by_num_matches", reader.to_bool, True
-    )
-    settings.normalize_loc_loss_by_codesize = reader.value(
-        ssd, "normalize_loc_loss_by_codesize", p + "normalize_loc_loss_by_codesize", reader.to_bool, True
-    )
-
-    _read_feature_extractor(
-        reader, reader.message(ssd, "feature_extractor", p + "feature_extractor"), ssd, settings
-    )
-    _read_resizer(reader, reader.message(ssd, "image_resizer", p + "image_resizer"), settings)
-
-    coder = reader.oneof(
-        reader.message(ssd, "box_coder", p + "box_coder"), p + "box_coder", ("faster_rcnn_box_coder",)
-    )
-    if coder is not None:
-        q = p + "box_coder.faster_rcnn_box_coder."
-        defaults = settings.box_coder_scales
-        settings.box_coder_scales = tuple(  # type: ignore[assignment]
-            reader.value(coder[1], name, q + name, reader.to_float, default)
-            for name, default in zip(
-                ("y_scale", "x_scale", "height_scale", "width_scale"), defaults, strict=True
-            )
-        )
-
-    matcher = reader.oneof(reader.message(ssd, "matcher", p + "matcher"), p + "matcher", ("argmax_matcher",))
-    if matcher is not None:
-        q = p + "matcher.argmax_matcher."
-        block = matcher[1]
-        settings.matched_threshold = reader.value(
-            block, "matched_threshold", q + "matched_threshold", reader.to_float, 0.5
-        )
-        settings.unmatched_threshold = reader.value(
-            block, "unmatched_threshold", q + "unmatched_threshold", reader.to_float, 0.5
-        )
-        settings.force_match_for_each_row = reader.value(
-            block, "force_match_for_each_row", q + "force_match_for_each_row", reader.to_bool, False
-        )
-        reader.fixed(block, "ignore_thresholds", q + "ignore_thresholds", reader.to_bool, False)
-        reader.fixed(
-            block,
-            "negatives_lower_than_unmatched",
-            q + "negatives_lower_than_unmatched",
-            reader.to_bool,
-            True,
-        )
-        # How the gather is computed changes nothing in the result.
-        reader.accept(block, "use_matmul_gather")
-
-    reader.oneof(
-        reader.message(ssd, "similarity_calculator", p + "similarity_calculator"),
-        p + "similarity_calculator",
-        ("iou_similarity",),
-    )
-
-    anchors = reader.oneof(
-        reader.message(ssd, "anchor_generator", p + "anchor_generator"),
-        p + "anchor_generator",
-        ("ssd_anchor_generator",),
-    )
-    if anchors is not None:
-        q = p + "anchor_generator.ssd_anchor_generator."
-        block = anchors[1]
-        settings.num_layers = reader.value(block, "num_layers", q + "num_layers", reader.to_int, 6)
-        settings.min_scale = reader.value(block, "min_scale", q + "min_scale", reader.to_float, 0.2)
-        settings.max_scale = reader.value(block, "max_scale", q + "max_scale", reader.to_float, 0.95)
-        ratios = reader.values(block, "aspect_ratios", q + "aspect_ratios", reader.to_float)
-        if ratios:
-            settings.aspect_ratios = tuple(ratios)
-        settings.interpolated_scale_aspect_ratio = reader.value(
-            block,
-            "interpolated_scale_aspect_ratio",
-            q + "interpolated_scale_aspect_ratio",
-            reader.to_float,
-            1.0,
-        )
-        settings.reduce_boxes_in_lowest_layer = reader.value(
-            block, "reduce_boxes_in_lowest_layer", q + "reduce_boxes_in_lowest_layer", reader.to_bool, True
-        )
-        reader.fixed(block, "base_anchor_height", q + "base_anchor_height", reader.to_float, 1.0)
-        reader.fixed(block, "base_anchor_width", q + "base_anchor_width", reader.to_float, 1.0)
-
-    _read_box_predictor(reader, reader.message(ssd, "box_predictor", p + "box_predictor"), settings)
-    _read_loss(reader, reader.message(ssd, "loss", p + "loss"), settings)
-    _read_post_processing(reader, reader.message(ssd, "post_processing", p + "post_processing"), settings)
-    return settings
-
-
-def _read_hyperparams(reader: _TreeReader, block: Message | None, path: str, default_l2: float) -> float:
-    """Read a ``conv_hyperparams`` block; return its L2 weight. Other values are the reference's (spec §1.7)."""
-    if block is None:
-        return default_l2
-    p = path + "."
-    reader.fixed(block, "activation", p + "activation", reader.to_enum, "RELU_6")
-    l2 = default_l2
-    regularizer = reader.oneof(
-        reader.message(block, "regularizer", p + "regularizer"), p + "regularizer", ("l2_regularizer",)
-    )
-    if regularizer is not None:
-        l2 = reader.value(
-            regularizer[1], "weight", p + "regularizer.l2_regularizer.weight", reader.to_float, 1.0
-        )
-    # The initializer only matters for training from scratch; ours is the reference's random_normal(0, 0.03).
-    reader.accept(block, "initializer")
-    batch_norm = reader.message(block, "batch_norm", p + "batch_norm")
-    q = p + "batch_norm."
-    reader.fixed(batch_norm, "decay", q + "decay", reader.to_float, 0.97)
-    reader.fixed(batch_norm, "epsilon", q + "epsilon", reader.to_float, 0.001)
-    for name in ("train", "scale", "center"):
-        reader.fixed(batch_norm, name, q + name, reader.to_bool, True)
-    return l2
-
-
-def _read_feature_extractor(
-    reader: _TreeReader, block: Message | None, ssd: Message, settings: ModelSettings
-) -> None:
-    p = "model.ssd.feature_extractor."
-    if block is None:
-        raise DataError(
-            f"{reader.where(ssd)}: model.ssd.feature_extractor is missing "
-            f"(expected type: '{SPAGHETTINET_FEATURE_EXTRACTOR}' and spaghettinet_arch_name)"
-        )
-    extractor_type = reader.value(block, "type", p + "type", reader.to_str, "")
-    if extractor_type != SPAGHETTINET_FEATURE_EXTRACTOR:
-        entry = block.first("type") or block
-        raise reader.fail(
-            entry,
-            p + "type",
-            f"must be '{SPAGHETTINET_FEATURE_EXTRACTOR}', got {extractor_type!r} (this package builds SpaghettiNet only)",
-        )
-    arch = reader.value(block, "spaghettinet_arch_name", p + "spaghettinet_arch_name", reader.to_str, "")
-    variant = arch[len(ARCH_NAME_PREFIX) :] if arch.startswith(ARCH_NAME_PREFIX) else ""
-    if variant not in VARIANTS:
-        known = ", ".join(repr(arch_name_for_variant(v)) for v in VARIANTS)
-        entry = block.first("spaghettinet_arch_name") or block
-        raise reader.fail(entry, p + "spaghettinet_arch_name", f"must be one of {known}, got {arch!r}")
-    settings.variant = variant
-    settings.use_explicit_padding = reader.value(
-        block, "use_explicit_padding", p + "use_explicit_padding", reader.to_bool, False
-    )
-    reader.fixed(block, "depth_multiplier", p + "depth_multiplier", reader.to_float, 1.0)
-    settings.l2_extractor = _read_hyperparams(
-        reader,
-        reader.message(block, "conv_hyperparams", p + "conv_hyperparams"),
-        p + "conv_hyperparams",
-        settings.l2_extractor,
-    )
-
-
-def _read_resizer(reader: _TreeReader, block: Message | None, settings: ModelSettings) -> None:
-    p = "model.ssd.image_resizer"
-    choice = reader.oneof(block, p, ("fixed_shape_resizer",))
-    if choice is None:
-        return
-    q = p + ".fixed_shape_resizer."
-    resizer = choice[1]
-    # 300 is the proto default for both (image_resizer.proto); SpaghettiNet configs say 320.
-    height = reader.value(resizer, "height", q + "height", reader.to_int, 300)
-    width = reader.value(resizer, "width", q + "width", reader.to_int, 300)
-    settings.input_size = (height, width)
-    reader.fixed(resizer, "resize_method", q + "resize_method", reader.to_enum, "BILINEAR")
-    reader.fixed(resizer, "convert_to_grayscale", q + "convert_to_grayscale", reader.to_bool, False)
-
-
-def _read_box_predictor(reader: _TreeReader, block: Message | None, settings: ModelSettings) -> None:
-    p = "model.ssd.box_predictor"
-    choice = reader.oneof(block, p, ("convolutional_box_predictor",))
-    if choice is None:
-        return
-    predictor = choice[1]
-    q = p + ".convolutional_box_predictor."
-    reader.fixed(predictor, "kernel_size", q + "kernel_size", reader.to_int, 3)
-    reader.fixed(predictor, "use_depthwise", q + "use_depthwise", reader.to_bool, True)
-    reader.fixed(predictor, "box_code_size", q + "box_code_size", reader.to_int, 4)
-    reader.fixed(predictor, "min_depth", q + "min_depth", reader.to_int, 0)
-    reader.fixed(predictor, "max_depth", q + "max_depth", reader.to_int, 0)
-    reader.fixed(
-        predictor, "num_layers_before_predictor", q + "num_layers_before_predictor", reader.to_int, 0
-    )
-    reader.fixed(predictor, "use_dropout", q + "use_dropout", reader.to_bool, False)
-    reader.fixed(predictor, "apply_sigmoid_to_scores", q + "apply_sigmoid_to_scores", reader.to_bool, False)
-    # With use_dropout false the keep probability is never read; class_prediction_bias_init has no effect on the
-    # depthwise branch in the reference either (spec §6.8).
-    reader.accept(predictor, "dropout_keep_probability", "class_prediction_bias_init")
-    settings.l2_predictor = _read_hyperparams(
-        reader,
-        reader.message(predictor, "conv_hyperparams", q + "conv_hyperparams"),
-        q + "conv_hyperparams",
-        settings.l2_predictor,
-    )
-
-
-def _read_loss(reader: _TreeReader, block: Message | None, settings: ModelSettings) -> None:
-    if block is None:
-        return
-    p = "model.ssd.loss."
-    classification = reader.oneof(
-        reader.message(block, "classification_loss", p + "classification_loss"),
-        p + "classification_loss",
-        ("weighted_sigmoid_focal",),
-    )
-    if classification is not None:
-        q = p + "classification_loss.weighted_sigmoid_focal."
-        # alpha has no proto default (unset means unweighted); SpaghettiNet's is 0.75.
-        settings.focal_alpha = reader.value(classification[1], "alpha", q + "alpha", reader.to_float, 0.75)
-        settings.focal_gamma = reader.value(classification[1], "gamma", q + "gamma", reader.to_float, 2.0)
-    localization = reader.oneof(
-        reader.message(block, "localization_loss", p + "localization_loss"),
-        p + "localization_loss",
-        ("weighted_smooth_l1",),
-    )
-    if localization is not None:
-        q = p + "localization_loss.weighted_smooth_l1."
-        settings.smooth_l1_delta = reader.value(localization[1], "delta", q + "delta", reader.to_float, 1.0)
-    settings.classification_weight = reader.value(
-        block, "classification_weight", p + "classification_weight", reader.to_float, 1.0
-    )
-    settings.localization_weight = reader.value(
-        block, "localization_weight", p + "localization_weight", reader.to_float, 1.0
-    )
-
-
-def _read_post_processing(reader: _TreeReader, block: Message | None, settings: ModelSettings) -> None:
-    if block is None:
-        return
-    p = "model.ssd.post_processing."
-    nms = reader.message(block, "batch_non_max_suppression", p + "batch_non_max_suppression")
-    q = p + "batch_non_max_suppression."
-    settings.score_threshold = reader.value(
-        nms, "score_threshold", q + "score_threshold", reader.to_float, 0.0
-    )
-    settings.iou_threshold = reader.value(nms, "iou_threshold", q + "iou_threshold", reader.to_float, 0.6)
-    settings.max_detections_per_class = reader.value(
-        nms, "max_detections_per_class", q + "max_detections_per_class", reader.to_int, 100
-    )
-    settings.max_total_detections = reader.value(
-        nms, "max_total_detections", q + "max_total_detections", reader.to_int, 100
-    )
-    # Static vs dynamic shapes is an implementation detail of TF1's TPU path.
-    reader.accept(nms, "use_static_shapes")
-    reader.fixed(nms, "use_class_agnostic_nms", q + "use_class_agnostic_nms", reader.to_bool, False)
-    reader.fixed(nms, "soft_nms_sigma", q + "soft_nms_sigma", reader.to_float, 0.0)
-    converter = reader.value(block, "score_converter", p + "score_converter", reader.to_enum, "IDENTITY")
-    if converter != "SIGMOID":
-        entry = block.first("score_converter") or block
-        raise reader.fail(
-            entry,
-            p + "score_converter",
-            f"must be SIGMOID (the focal loss is a sigmoid loss), got {converter}",
-        )
-    settings.score_converter = converter
-    reader.fixed(block, "logit_scale", p + "logit_scale", reader.to_float, 1.0)
-
-
-def _read_train(reader: _TreeReader, block: Message | None) -> TrainSettings:
-    settings = TrainSettings()
-    if block is None:
-        return settings
-    p = "train_config."
-    settings.batch_size = reader.value(block, "batch_size", p + "batch_size", reader.to_int, 32)
-    settings.num_steps = reader.value(block, "num_steps", p + "num_steps", reader.to_int, settings.num_steps)
-    settings.max_number_of_boxes = reader.value(
-        block, "max_number_of_boxes", p + "max_number_of_boxes", reader.to_int, 100
-    )
-    # Padding ground truth to static shapes is how our input pipeline works anyway.
-    reader.accept(block, "unpad_groundtruth_tensors")
-    checkpoint = reader.value(block, "fine_tune_checkpoint", p + "fine_tune_checkpoint", reader.to_str, "")
-    settings.fine_tune_checkpoint = checkpoint or None
-    from_detection = reader.value(
-        block, "from_detection_checkpoint", p + "from_detection_checkpoint", reader.to_bool, True
-    )
-    settings.fine_tune_checkpoint_type = reader.value(
-        block,
-        "fine_tune_checkpoint_type",
-        p + "fine_tune_checkpoint_type",
-        reader.to_str,
-        "detection" if from_detection else "classification",
-    )
-    reader.accept(block, "load_all_detection_checkpoint_vars")
-
-    settings.data_augmentation_options = _read_augmentation(reader, block, p + "data_augmentation_options")
-    _read_optimizer(reader, reader.message(block, "optimizer", p + "optimizer"), settings)
-    return settings
-
-
-def _read_augmentation(reader: _TreeReader, block: Message, path: str) -> tuple[AugmentationOption, ...]:
-    """The ``data_augmentation_options`` steps in file order; a step we do not implement is an error naming it.
-
-    Each block holds one step (the proto's ``PreprocessingStep`` is a oneof). Listing steps replaces the default
-    flip and crop: a config that lists none trains without augmentation, as in the TF OD API.
-    """
-    steps: list[AugmentationOption] = []
-    for entry in block.all("data_augmentation_options"):
-        entry.used = True
-        if not isinstance(entry.value, Message):
-            raise reader.fail(entry, path, "must be a message block ({ ... })")
-        choices = entry.value.fields
-        if not choices:
-            raise reader.fail(entry, path, "is empty; name one step, e.g. { random_horizontal_flip { } }")
-        if len(choices) > 1:
-            raise reader.fail(
-                choices[1],
-                path,
-                f"holds both {choices[0].name} and {choices[1].name}; give each step its own "
-                "data_augmentation_options block (one step per block, as in the TF OD API)",
-            )
-        option = choices[0]
-        q = f"{path}.{option.name}"
-        option_type = AUGMENTATION_OPTIONS.get(option.name)
-        if option_type is None:
-            known = ", ".join(AUGMENTATION_OPTIONS)
-            if option.name in UNIMPLEMENTED_PREPROCESSING_STEPS:
-                raise reader.fail(
-                    option, q, f"is a TF OD API step this package does not implement; implemented: {known}"
-                )
-            raise reader.fail(
-                option, q, f"is not a TF OD API preprocessing step (a typo?); implemented: {known}"
-            )
-        if not isinstance(option.value, Message):
-            raise reader.fail(option, q, f"must be a message block, e.g. {option.name} {{ }}")
-        option.used = True
-        reader.locations[q] = reader.where(option)
-        steps.append(_read_option(reader, option_type, option, q))
-    return tuple(steps)
-
-
-def _read_option(reader: _TreeReader, option_type: type[T], entry: Field, path: str) -> T:
-    """Build ``option_type`` from its block: each dataclass field is the proto field of the same name.
-
-    Absent fields keep the dataclass default, which is the proto's default; values are checked with the option's
-    ``problems()`` and an impossible one is an error at the line of the field (of the block when it is absent).
-    """
-    block = entry.value
-    assert isinstance(block, Message)
-    values: dict[str, object] = {}
-    for spec in dataclasses.fields(option_type):  # type: ignore[arg-type]
-        name, q = spec.name, f"{path}.{spec.name}"
-        kind = str(spec.type)
-        if kind == "float":
-            values[name] = reader.value(block, name, q, reader.to_float, spec.default)
-        elif kind in ("int", "int | None"):
-            values[name] = reader.value(block, name, q, reader.to_int, spec.default)
-        elif kind == "bool":
-            values[name] = reader.value(block, name, q, reader.to_bool, spec.default)
-        elif kind == "tuple[float, ...]":
-            values[name] = tuple(reader.values(block, name, q, reader.to_float))
-        elif kind == "tuple[SsdRandomCropOperation, ...]":
-            operations = []
-            for operation in block.all(name):
-                operation.used = True
-                if not isinstance(operation.value, Message):
-                    raise reader.fail(operation, q, "must be a message block ({ ... })")
-                operations.append(_read_option(reader, SsdRandomCropOperation, operation, q))
-            values[name] = tuple(operations)
-        else:  # pragma: no cover - a new field type in settings.py needs a converter here
-            raise TypeError(f"no reader for {option_type.__name__}.{name}: {kind}")
-    option = option_type(**values)
-    for name, problem in option.problems():  # type: ignore[attr-defined]
-        located = block.first(name)
-        raise reader.fail(located if located is not None else entry, f"{path}.{name}", problem)
-    return option
-
-
-def _read_optimizer(reader: _TreeReader, optimizer: Message | None, settings: TrainSettings) -> None:
-    """``train_config.optimizer``: momentum or Adam with a cosine-decay learning rate, and weight averaging."""
-    if optimizer is None:
-        return
-    p = "train_config.optimizer."
-    # optimizer.proto: use_moving_average defaults to *true* and moving_average_decay to 0.9999 (the zoo's
-    # SpaghettiNet config sets use_moving_average: false explicitly).
-    settings.use_moving_average = reader.value(
-        optimizer, "use_moving_average", p + "use_moving_average", reader.to_bool, True
-    )
-    settings.moving_average_decay = reader.value(
-        optimizer, "moving_average_decay", p + "moving_average_decay", reader.to_float, 0.9999
-    )
-    _require(
-        reader,
-        optimizer,
-        p + "moving_average_decay",
-        0.0 < settings.moving_average_decay < 1.0,
-        f"must be in (0, 1), got {settings.moving_average_decay}",
-    )
-    choice = reader.oneof(optimizer, p.rstrip("."), ("momentum_optimizer", "adam_optimizer"))
-    if choice is None:
-        return
-    name, body = choice
-    q = p + name + "."
-    if name == "momentum_optimizer":
-        settings.optimizer = "momentum"
-        settings.momentum = reader.value(
-            body, "momentum_optimizer_value", q + "momentum_optimizer_value", reader.to_float, 0.9
-        )
-    else:
-        settings.optimizer = "adam"
-        # 1e-8 is the proto default (tf.compat.v1's Adam); Keras' Adam defaults to 1e-7.
-        settings.adam_epsilon = reader.value(body, "epsilon", q + "epsilon", reader.to_float, 1e-8)
-        _require(
-            reader,
-            body,
-            q + "epsilon",
-            settings.adam_epsilon > 0,
-            f"must be > 0, got {settings.adam_epsilon}",
-        )
-    rate = reader.oneof(
-        reader.message(body, "learning_rate", q + "learning_rate"),
-        q + "learning_rate",
-        ("cosine_decay_learning_rate",),
-    )
-    if rate is None:
-        return
-    r = q + "learning_rate.cosine_decay_learning_rate."
-    cosine = rate[1]
-    # Proto defaults of cosine_decay_learning_rate (optimizer.proto).
-    settings.learning_rate_base = reader.value(
-        cosine, "learning_rate_base", r + "learning_rate_base", reader.to_float, 0.002
-    )
-    settings.total_steps = reader.value(cosine, "total_steps", r + "total_steps", reader.to_int, 4_000_000)
-    settings.warmup_learning_rate = reader.value(
-        cosine, "warmup_learning_rate", r + "warmup_learning_rate", reader.to_float, 0.0002
-    )
-    settings.warmup_steps = reader.value(cosine, "warmup_steps", r + "warmup_steps", reader.to_int, 10000)
-    settings.hold_base_rate_steps = reader.value(
-        cosine, "hold_base_rate_steps", r + "hold_base_rate_steps", reader.to_int, 0
-    )
-    # validate.py checks these too, under the momentum optimizer's path; checking here names the block they are in.
-    base = settings.learning_rate_base
-    _require(reader, cosine, r + "learning_rate_base", base > 0, f"must be > 0, got {base}")
-    _require(
-        reader,
-        cosine,
-        r + "warmup_learning_rate",
-        0 <= settings.warmup_learning_rate <= base,
-        f"must be in [0, learning_rate_base = {base}], got {settings.warmup_learning_rate}",
-    )
-    _require(
-        reader,
-        cosine,
-        r + "total_steps",
-        settings.total_steps >= 1,
-        f"must be at least 1, got {settings.total_steps}",
-    )
-    _require(
-        reader,
-        cosine,
-        r + "warmup_steps",
-        0 <= settings.warmup_steps <= settings.total_steps,
-        f"must be in [0, total_steps = {settings.total_steps}], got {settings.warmup_steps}",
-    )
-
-
-def _require(reader: _TreeReader, block: Message, path: str, condition: bool, message: str) -> None:
-    """Raise a DataError at the line of field ``path`` (of ``block`` when the field is absent) unless ``condition``."""
-    if condition:
-        return
-    located = block.first(path.rsplit(".", 1)[-1])
-    raise reader.fail(located if located is not None else block, path, message)
-
-
-def _read_input(
-    reader: _TreeReader, tree: Message, name: str, settings: InputReaderSettings
-) -> InputReaderSettings:
-    entries = tree.all(name)
-    if not entries:
-        return settings
-    entry = entries[0]
-    entry.used = True
-    if not isinstance(entry.value, Message):
-        raise reader.fail(entry, name, "must be a message block ({ ... })")
-    block = entry.value
-    p = name + "."
-    settings.label_map_path = reader.value(block, "label_map_path", p + "label_map_path", reader.to_str, "")
-    settings.shuffle = reader.value(block, "shuffle", p + "shuffle", reader.to_bool, settings.shuffle)
-    settings.num_epochs = reader.value(
-        block, "num_epochs", p + "num_epochs", reader.to_int, settings.num_epochs
-    )
-    records = reader.oneof(block, name, ("tf_record_input_reader",))
-    if records is not None:
-        q = p + "tf_record_input_reader.input_path"
-        settings.input_paths = reader.values(records[1], "input_path", q, reader.to_str)
-    return settings
-
-
-def _read_eval(reader: _TreeReader, block: Message | None) -> EvalSettings:
-    settings = EvalSettings()
-    if block is None:
-        return settings
-    p = "eval_config."
-    metrics = reader.values(block, "metrics_set", p + "metrics_set", reader.to_str)
-    for metric in metrics:
-        if metric != "coco_detection_metrics":
-            reader.ignored.append(f"{p}metrics_set = {metric!r}: only coco_detection_metrics is computed")
-    settings.num_visualizations = reader.value(
-        block, "num_visualizations", p + "num_visualizations", reader.to_int, 10
-    )
-    settings.eval_interval_steps = reader.value(
-        block, "eval_interval_steps", p + "eval_interval_steps", reader.to_int, None
-    )
-    settings.use_moving_averages = reader.value(
-        block, "use_moving_averages", p + "use_moving_averages", reader.to_bool, False
-    )
-    return settings
-
-
-def _read_quantization(reader: _TreeReader, block: Message | None) -> QuantizationSettings | None:
-    quantization = reader.message(block, "quantization", "graph_rewriter.quantization")
-    if quantization is None:
-        return None
-    p = "graph_rewriter.quantization."
-    reader.fixed(quantization, "symmetric", p + "symmetric", reader.to_bool, False)
-    return QuantizationSettings(
-        delay=reader.value(quantization, "delay", p + "delay", reader.to_int, 500_000),
-        weight_bits=reader.value(quantization, "weight_bits", p + "weight_bits", reader.to_int, 8),
-        activation_bits=reader.value(
-            quantization, "activation_bits", p + "activation_bits", reader.to_int, 8
-        ),
-    )
 
 
 def describe_warnings(cfg: PipelineConfig) -> str | None:

@@ -1,8 +1,9 @@
 """Write a :class:`PipelineConfig` as a ``pipeline.config`` in the TF Object Detection API text format.
 
-The layout follows the zoo's SpaghettiNet config (spec §3) field for field, so a written file reads back into the
-same settings and looks like what users of the TF OD API know. Our one extension, ``eval_config.eval_interval_steps``,
-is written only when set.
+The layout follows the zoo's SpaghettiNet config
+(``configs/tf1/ssd_spaghettinet_edgetpu_320x320_coco17_sync_4x4.config``) field for field, so a written file
+reads back into the same settings and looks like what users of the TF OD API know. Our one extension,
+``eval_config.eval_interval_steps``, is written only when set.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 
 from spaghettinet.errors import DataError
 from spaghettinet.io_utils import write_text_atomic
+from spaghettinet.textformat import Field, Message, format_message
 
 from .settings import OPTIMIZERS, AugmentationOption, ModelSettings, PipelineConfig, TrainSettings
-from .textformat import Field, Message, format_message
 from .validate import validate_config
 
 #: optimizer.proto's moving_average_decay default; written only when averaging is on or the value differs.
@@ -28,7 +29,7 @@ _HEADER = (
 
 
 def _add_hyperparams(parent: Message, l2_weight: float) -> None:
-    """The conv_hyperparams block of spec §1.7: ReLU6, L2, random_normal(0, 0.03), batch norm 0.97 / 0.001."""
+    """The zoo config's predictor conv_hyperparams: ReLU6, L2, random_normal(0, 0.03), BN 0.97 / 0.001."""
     hyper = parent.add_message("conv_hyperparams")
     hyper.add_scalar("activation", "RELU_6", enum=True)
     hyper.add_message("regularizer").add_message("l2_regularizer").add_scalar("weight", l2_weight)

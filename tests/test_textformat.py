@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spaghettinet.errors import DataError
-from spaghettinet.pipeline_config.textformat import Message, format_message, parse_text
+from spaghettinet.textformat import Message, format_message, parse_text
 
 
 def _values(message: Message, name: str) -> list[str]:
