@@ -72,8 +72,10 @@ def measure(workdir: Path, scratch: Path, latency_runs: int) -> dict:
     checkpoint_eval = training / "training-output" / "eval.json"
     checkpoint = None
     if checkpoint_eval.is_file():
-        metrics = json.loads(checkpoint_eval.read_text(encoding="utf-8")).get("metrics", {})
-        checkpoint = {"AP": metrics.get("AP"), "AP50": metrics.get("AP50")}
+        from spaghettinet.evaluation.coco import EvalReport
+
+        result = EvalReport.read(checkpoint_eval).result
+        checkpoint = {"AP": result.ap, "AP50": result.ap50}
     return {
         "num_classes": len(scoring.class_names),
         "test_images": len(scoring.examples),

@@ -336,8 +336,10 @@ def summarize_ours(side: Side, workdir: Path) -> dict:
     evaluation_path = workdir / "training" / "training-output" / "eval.json"
     if evaluation_path.is_file():
         # The evaluate stage's float checkpoint on the test split (its own NMS settings), beside the int8 files.
-        metrics = json.loads(evaluation_path.read_text(encoding="utf-8")).get("metrics", {})
-        summary["checkpoint_eval"] = {"AP": metrics.get("AP"), "AP50": metrics.get("AP50")}
+        from spaghettinet.evaluation.coco import EvalReport
+
+        result = EvalReport.read(evaluation_path).result
+        summary["checkpoint_eval"] = {"AP": result.ap, "AP50": result.ap50}
     if side.exit_code != 0:
         summary["log_tail"] = side.log_tail()
     return summary

@@ -54,12 +54,12 @@ def _prepare(data_dir: Path, workdir: Path, input_size: int, seed: int = 0) -> P
 
 
 def _train_and_score(config: Path, model_dir: Path, minutes: float, eval_every: int | None) -> dict:
+    from spaghettinet.training.history import HISTORY_FILE, MetricsHistory
     from spaghettinet.training.loop import train
 
     started = time.perf_counter()
     result = train(config, model_dir, time_budget=minutes * 60, eval_every=eval_every, show_progress=True)
-    history_path = model_dir / "metrics_history.json"
-    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    history = MetricsHistory.read(model_dir / HISTORY_FILE)
     evaluation = result.evaluation
     return {
         "budget_minutes": minutes,
@@ -71,8 +71,8 @@ def _train_and_score(config: Path, model_dir: Path, minutes: float, eval_every: 
         "quantization_aware_at_end": result.quantization_aware,
         "AP": None if evaluation is None else evaluation.ap,
         "AP50": None if evaluation is None else evaluation.ap50,
-        "curve": [e for e in history if "AP50" in e],
-        "loss_curve": [e for e in history if "loss" in e],
+        "curve": [record.to_dict() for record in history.evaluations],
+        "loss_curve": [record.to_dict() for record in history.losses],
     }
 
 

@@ -50,8 +50,6 @@ STATE_DIR = ".spaghettinet"
 STAMPS_FILE = "stages.json"
 START_FILE = "start.json"
 CONFIG_HASH_FILE = ".workflow_config_sha256"
-#: Test images shown with their detections in the report.
-REPORT_PICTURES = 8
 #: Timed runs per model in the latency stage (after 3 untimed ones).
 LATENCY_RUNS = 30
 #: Above this share of images left out by validation errors a run stops instead of going on without them.
@@ -87,7 +85,7 @@ class RunSettings:
     show_progress: bool = True
     strict: bool = False
 
-    # The seed's layout (spec: the old TF1 recipe), derived from the workdir.
+    # The seed's layout (the old TF1 recipe's folders), derived from the workdir.
     @property
     def images(self) -> Path:
         return self.workdir / "images"
@@ -157,7 +155,7 @@ class Stage:
 
 @dataclass
 class StageOutcome:
-    """What happened to one stage in a run: ``ran``, ``skipped`` (up to date) or ``unavailable``."""
+    """What happened to one stage in a run: ``ran``, ``skipped`` (up to date) or ``interrupted``."""
 
     name: str
     status: str
@@ -199,10 +197,6 @@ class RunResult:
     def status_of(self, name: str) -> str | None:
         """The status of stage ``name`` in this run (None if it was not reached)."""
         return next((stage.status for stage in self.stages if stage.name == name), None)
-
-
-class StageUnavailable(Exception):
-    """A stage's implementation is not installed; the run goes on and the report says what is missing."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -409,18 +403,15 @@ def _start_of(settings: RunSettings) -> str:
 
 
 def _evaluate(settings: RunSettings, log) -> str:
-    try:
-        from spaghettinet.evaluation.evaluate import evaluate
-    except ImportError as exc:
-        raise StageUnavailable(f"spaghettinet.evaluation.evaluate is not available ({exc})") from exc
-    result = evaluate(settings.config, settings.model_dir, out=settings.model_dir / "eval.json")
-    from spaghettinet.evaluation.report import scores_from_eval
+    from spaghettinet.evaluation.evaluate import evaluate
 
-    payload = result if isinstance(result, dict) else getattr(result, "to_dict", lambda: vars(result))()
-    scores = scores_from_eval(payload, "float")
-    if scores is None:
-        return "evaluated"
-    return f"AP {scores.metrics.get('AP', float('nan')):.3f}, AP50 {scores.metrics.get('AP50', float('nan')):.3f}"
+    result = evaluate(settings.config, settings.model_dir, out=settings.model_dir / "eval.json")
+    figures = [
+        f"{name} {value:.3f}"
+        for name, value in (("AP", result.ap), ("AP50", result.ap50))
+        if value is not None
+    ]
+    return ", ".join(figures) or "evaluated (no ground truth in the test split)"
 
 
 def _export(settings: RunSettings, log) -> str:
@@ -442,16 +433,17 @@ def _export(settings: RunSettings, log) -> str:
 
 
 def _latency(settings: RunSettings, log) -> str:
-    from spaghettinet.evaluation.latency import benchmark
+    from spaghettinet.evaluation.latency import LATENCY_FILE, LatencyReport, benchmark
 
-    rows = []
+    report = LatencyReport()
     for name in _exported_models(settings):
         path = settings.exported / name
         if path.is_file():
             measured = benchmark(path, threads=1, runs=settings.latency_runs)
-            rows.append({"model": name} | {k: v for k, v in measured.to_json().items() if k != "model"})
-    write_text_atomic(settings.exported / "latency.json", json.dumps(rows, indent=2) + "\n")
-    return ", ".join(f"{row['model']}: {row['median_ms']:.1f} ms" for row in rows)
+            measured.model = name  # the file name: the report and the card name models by file
+            report.results.append(measured)
+    report.write(settings.exported / LATENCY_FILE)
+    return ", ".join(f"{result.model}: {result.median_ms:.1f} ms" for result in report.results)
 
 
 def _exported_models(settings: RunSettings) -> list[str]:
@@ -474,7 +466,6 @@ def _report(settings: RunSettings, log) -> str:
     # detect=True: the shipped model on the whole test split (confusion matrix, worst images, the verdict's AP).
     inputs = load_report_inputs(settings.workdir, detect=True)
     inputs.settings = _settings_table(settings)
-    inputs.test_pictures = test_pictures(settings.workdir, inputs)
     paths = write_report(inputs, settings.report_dir)
     return str(paths.html)
 
@@ -497,7 +488,6 @@ def write_run_report(workdir: str | Path, out: str | Path | None = None):
 
     workdir = Path(workdir)
     inputs = load_report_inputs(workdir, detect=True)
-    inputs.test_pictures = test_pictures(workdir, inputs)
     return write_report(inputs, Path(out) if out is not None else workdir / "report")
 
 
@@ -521,52 +511,6 @@ def _annotations_words(settings: RunSettings) -> str:
             settings.format
         ]
     return str(settings.annotations) if settings.annotations else "beside the images"
-
-
-def test_pictures(workdir: Path, inputs) -> list:
-    """The shipped model's detections on the first test images (int8 if exported, else float); [] without a model.
-
-    Args:
-        workdir: the run's folder (``exported/`` and ``training/test.record`` are read).
-        inputs: the report inputs; a note is added to ``inputs.missing`` if pictures cannot be made.
-
-    Returns:
-        A list of :class:`spaghettinet.evaluation.report.PredictedPicture`.
-    """
-    from PIL import Image
-
-    from spaghettinet.evaluation.report import PredictedPicture
-
-    settings = RunSettings(data_dir=workdir, workdir=Path(workdir))
-
-    model = next((settings.exported / name for name in _exported_models(settings)), None)
-    if model is None or not settings.test_record.exists():
-        return []
-    try:
-        from spaghettinet.data.tfrecord import read_examples
-        from spaghettinet.deploy.runtime import TfliteDetector, resize_for_model
-    except ImportError as exc:  # pragma: no cover - colleague modules are part of the package
-        inputs.missing.append(f"test pictures left out: {exc}")
-        return []
-    detector = TfliteDetector(model)
-    pictures = []
-    for example in read_examples(settings.test_record):
-        if len(pictures) >= REPORT_PICTURES:
-            break
-        pixels = example.decode_image()
-        found = detector.detect(resize_for_model(pixels, detector.input_size))
-        pictures.append(
-            PredictedPicture(
-                name=example.filename,
-                image=Image.fromarray(pixels),
-                boxes=found.boxes,
-                classes=found.classes,
-                scores=found.scores,
-                true_boxes=example.boxes,
-                true_classes=example.classes - 1,  # records are 1-based, detections 0-based
-            )
-        )
-    return pictures
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -869,16 +813,6 @@ def run(
             started = time.monotonic()
             try:
                 summary = stage.action(settings, log)
-            except StageUnavailable as exc:
-                log(f"{stage.name}: not available, going on without it ({exc})")
-                result.stages.append(
-                    StageOutcome(stage.name, "unavailable", time.monotonic() - started, str(exc))
-                )
-                stamps.pop(stage.name, None)
-                _write_stamps(settings.workdir, stamps)
-                if stage.name == until:
-                    break
-                continue
             except _Interrupted as exc:
                 log(str(exc))
                 result.stages.append(
@@ -969,8 +903,8 @@ def _fill_results(settings: RunSettings, result: RunResult) -> None:
             result.ap50 = scores.metrics["AP50"]
             break
     for row in inputs.latency:
-        if row.get("model") == "model_int8.tflite" and isinstance(row.get("median_ms"), int | float):
-            result.latency_ms = float(row["median_ms"])
+        if row.model == "model_int8.tflite":
+            result.latency_ms = row.median_ms
 
 
 def _excluded(settings: RunSettings) -> list[dict]:

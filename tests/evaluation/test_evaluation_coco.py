@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from spaghettinet.errors import DataError
 from spaghettinet.evaluation.coco import (
+    EvalReport,
     ImageDetections,
     ImageGroundTruth,
     coco_detections,
@@ -107,11 +111,50 @@ def test_coco_format_and_eval_json(tmp_path):
     coco = coco_detections(groundtruth, detections)
     assert coco == [{"image_id": 7, "category_id": 2, "bbox": [40.0, 10.0, 80.0, 40.0], "score": 0.75}]
     result = coco_metrics(groundtruth, detections, NAMES)
-    path = write_eval_json(tmp_path / "eval.json", result, coco)
+    path = write_eval_json(tmp_path / "eval.json", EvalReport(result, step=5, detections=coco))
     saved = json.loads(path.read_text())
-    assert saved["detections"] == coco
+    assert saved["version"] == 1 and saved["detections"] == coco
     assert saved["metrics"]["AP"] == 0.0 and saved["per_class_ap"]["capacitor"] is None
     assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
+    again = EvalReport.read(path)
+    assert again.step == 5 and again.detections == coco
+    assert again.result.to_dict() == result.to_dict()
+
+
+def _saved_eval(tmp_path, change) -> Path:
+    result = coco_metrics([_gt(1, [BOX_A], [1])], [_det(1, [BOX_A], [0.9], [0])], NAMES)
+    payload = EvalReport(result, step=1).to_dict()
+    change(payload)
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(payload))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda p: p["metrics"].pop("AP50"), "missing 'AP50'"),
+        (lambda p: p["metrics"].update(mAP=0.5), "unknown 'mAP'"),
+        (lambda p: p.update(ap=0.5), "unknown 'ap'"),
+        (lambda p: p.pop("per_class_ap"), "missing 'per_class_ap'"),
+        (lambda p: p["metrics"].update(AP="0.5"), "not a number"),
+        (lambda p: p.update(version=99), "format version 99"),
+        (lambda p: p.update(step="ten"), "not an integer"),
+    ],
+)
+def test_eval_json_reading_names_the_file_and_the_field(tmp_path, change, message):
+    path = _saved_eval(tmp_path, change)
+    with pytest.raises(DataError, match=re.escape(message)) as caught:
+        EvalReport.read(path)
+    assert str(path) in str(caught.value)
+
+
+def test_eval_json_of_the_first_format_still_loads(tmp_path):
+    # Files written before the version field: no version, and the first writer put no step, checkpoint or images.
+    path = _saved_eval(
+        tmp_path, lambda p: [p.pop(key) for key in ("version", "step", "checkpoint", "images")]
+    )
+    assert EvalReport.read(path).result.ap50 == pytest.approx(1.0)
 
 
 def test_bad_inputs_are_rejected():

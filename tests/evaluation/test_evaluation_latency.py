@@ -46,7 +46,7 @@ def test_benchmark_reports_timings_size_and_ops(tiny_model):
     assert result.size_bytes == tiny_model.stat().st_size
     assert result.input_shape == [1, 32, 32, 3] and result.input_type == "float32"
     assert result.op_counts == {"CONV_2D": 2}
-    assert set(result.to_json()) >= {"median_ms", "p90_ms", "size_bytes", "op_counts", "cpu"}
+    assert set(result.to_dict()) >= {"median_ms", "p90_ms", "size_bytes", "op_counts", "cpu"}
     assert 0 < result.cpu_median_ms and result.isa_limit is None
     assert result.cpu == cpu_description()
 

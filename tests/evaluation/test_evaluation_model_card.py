@@ -4,6 +4,7 @@ accuracy, latency, limits), with class names and paths Markdown-escaped."""
 from __future__ import annotations
 
 from spaghettinet.evaluation.document import escape_markdown
+from spaghettinet.evaluation.latency import LatencyResult
 from spaghettinet.evaluation.model_card import model_card_markdown
 from spaghettinet.evaluation.report import DatasetSummary, ModelScores, ReportInputs, TrainingFacts
 
@@ -42,7 +43,20 @@ def _inputs() -> ReportInputs:
             ModelScores("QAT int8 TFLite", {"AP": 0.5, "AP50": 0.81}, {HOSTILE_CLASS: 0.59, "dog": 0.41}),
         ],
         latency=[
-            {"model": "model_int8.tflite", "threads": 1, "median_ms": 9.5, "cpu": {"model": "Test CPU"}}
+            LatencyResult(
+                model="model_int8.tflite",
+                threads=1,
+                runs=30,
+                median_ms=9.5,
+                p90_ms=10.0,
+                mean_ms=9.6,
+                min_ms=9.0,
+                size_bytes=4_200_000,
+                input_shape=[1, 320, 320, 3],
+                input_type="uint8",
+                op_counts={"CONV_2D": 40},
+                cpu={"model": "Test CPU"},
+            )
         ],
         model_sizes={"model_int8.tflite": 4_200_000, "model_float.tflite": 12_800_000},
         export_report={

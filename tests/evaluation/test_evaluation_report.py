@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spaghettinet.evaluation.coco import STAT_NAMES, CocoResult, EvalReport, write_eval_json
 from spaghettinet.evaluation.document import CSP, escape_html, escape_markdown
+from spaghettinet.evaluation.latency import LATENCY_FILE, LatencyReport, LatencyResult
 from spaghettinet.evaluation.report import (
     CoverageFacts,
     DatasetSummary,
@@ -28,12 +30,33 @@ from spaghettinet.evaluation.report import (
     TrainingFacts,
     export_check_rows,
     format_op_counts,
-    history_series,
     load_report_inputs,
     run_facts,
     write_report,
 )
 from spaghettinet.evaluation.split_detections import ImageResult, SplitDetections
+from spaghettinet.training.history import HISTORY_FILE, EvaluationRecord, LossRecord, MetricsHistory
+from spaghettinet.training.plan import STATE_FILE, TrainPlan
+
+
+def _latency(**changes) -> LatencyResult:
+    """A latency measurement of the int8 model at 128², as the latency stage writes it."""
+    values = dict(
+        model="model_int8.tflite",
+        threads=1,
+        runs=30,
+        median_ms=10.0,
+        p90_ms=11.0,
+        mean_ms=10.2,
+        min_ms=9.5,
+        size_bytes=1_234_567,
+        input_shape=[1, 128, 128, 3],
+        input_type="uint8",
+        op_counts={"CONV_2D": 40},
+        cpu={"model": "Test CPU"},
+    )
+    return LatencyResult(**(values | changes))
+
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_FLAG_NAME = '<img src=x onerror="document.body.dataset.xss=1">'
@@ -171,10 +194,10 @@ def _full_inputs() -> ReportInputs:
             start="from scratch (as asked: --from-scratch)",
             from_scratch=True,
         ),
-        loss_curves={"loss/total": ([1, 2, 3], [3.0, 2.0, 1.0]), "loss/box": ([1, 2, 3], [1.0, 0.8, 0.5])},
+        loss_curves={"loss": ([1, 2, 3], [3.0, 2.0, 1.0])},
         learning_rate=([1, 2, 3], [0.01, 0.02, 0.015]),
         scores=[
-            ModelScores("float", {"AP": 0.5, "AP50": 0.8, "AP75": 0.4, "APs": -1.0}, {XSS_NAME: 0.3}),
+            ModelScores("float", {"AP": 0.5, "AP50": 0.8, "AP75": 0.4, "AP_small": -1.0}, {XSS_NAME: 0.3}),
             ModelScores("QAT int8 TFLite", {"AP": 0.48, "AP50": 0.79}, {XSS_NAME: 0.29}),
         ],
         precision_recall={XSS_NAME: (recall, 1 - recall * 0.5)},
@@ -193,16 +216,12 @@ def _full_inputs() -> ReportInputs:
         ],
         test_results=_test_results(),
         latency=[
-            {
-                "model": "model_int8.tflite",
-                "threads": 1,
-                "median_ms": 12.3,
-                "p90_ms": 14.0,
-                "op_counts": {"CONV_2D": 40, "ADD": 3},
-                "cpu": {"model": "Test CPU 9000", "avx2": True},
-                "input_shape": [1, 128, 128, 3],
-                "input_type": "uint8",
-            }
+            _latency(
+                median_ms=12.3,
+                p90_ms=14.0,
+                op_counts={"CONV_2D": 40, "ADD": 3},
+                cpu={"model": "Test CPU 9000", "avx2": True},
+            )
         ],
         model_sizes={"model_int8.tflite": 1_234_567},
         export_report=EXPORT_REPORT,
@@ -442,30 +461,33 @@ def _write_stage_files(workdir: Path) -> None:
         training / "pipeline.config",
     )
     # The schedule training really ran: fitted to a 10-minute budget.
-    (model_dir / "train_state.json").write_text(
-        json.dumps({"num_steps": 150, "batch_size": 4, "quantization_delay": 15, "time_budget_s": 600.0})
-    )
+    TrainPlan(
+        batch_size=4,
+        num_steps=150,
+        total_steps=150,
+        warmup_steps=8,
+        learning_rate_base=0.01,
+        warmup_learning_rate=0.001,
+        quantization_delay=15,
+        time_budget_s=600.0,
+    ).write(model_dir / STATE_FILE)
     (workdir / ".spaghettinet").mkdir()
     (workdir / ".spaghettinet" / "start.json").write_text(
         json.dumps({"kind": "scratch", "description": "from scratch (as asked: --from-scratch)"})
     )
-    (model_dir / "metrics_history.json").write_text(
-        json.dumps([{"step": 10, "loss/total": 2.0, "learning_rate": 0.1}, {"step": 150, "loss/total": 1.0}])
+    MetricsHistory(
+        [LossRecord(10, 2.0, 0.1), LossRecord(150, 1.0, 0.001)], [EvaluationRecord(150, 0.4, 0.7)]
+    ).write(model_dir / HISTORY_FILE)
+    stats = dict.fromkeys(STAT_NAMES) | {"AP": 0.4, "AP50": 0.7}
+    result = CocoResult(
+        stats, {"cat": 0.5, "dog": None}, {"cat": 0.8, "dog": None}, {"cat": None, "dog": None}, 1, 1
     )
-    (model_dir / "eval.json").write_text(
-        json.dumps(
-            {
-                "metrics": {"AP": 0.4, "AP50": 0.7},
-                "per_class_ap": {"cat": 0.5},
-                "per_class_ap50": {"cat": 0.8},
-            }
-        )
-    )
+    write_eval_json(model_dir / "eval.json", EvalReport(result, step=150))
     exported = workdir / "exported"
     exported.mkdir()
     (exported / "model_int8.tflite").write_bytes(b"not really a model")
     (exported / "export_report.json").write_text(json.dumps(EXPORT_REPORT | {"class_names": ["cat", "dog"]}))
-    (exported / "latency.json").write_text(json.dumps([{"model": "model_int8.tflite", "median_ms": 5.0}]))
+    LatencyReport([_latency(median_ms=5.0)]).write(exported / LATENCY_FILE)
 
 
 def test_load_report_inputs_reads_the_stage_files(tmp_path):
@@ -477,8 +499,8 @@ def test_load_report_inputs_reads_the_stage_files(tmp_path):
     assert inputs.dataset.objects_per_split == {"train": {"cat": 1, "dog": 1}, "test": {"cat": 1}}
     assert inputs.dataset.split_images == {"train": 1, "test": 1}
     np.testing.assert_allclose(inputs.train_boxes["cat"], [[0.1, 0.1, 0.6, 0.6]])
-    assert inputs.loss_curves == {"loss/total": ([10.0, 150.0], [2.0, 1.0])}
-    assert inputs.learning_rate == ([10.0], [0.1])
+    assert inputs.loss_curves == {"loss": ([10, 150], [2.0, 1.0])}
+    assert inputs.learning_rate == ([10, 150], [0.1, 0.001])
     assert inputs.scores[0].metrics == {"AP": 0.4, "AP50": 0.7}
     assert (inputs.scores[0].per_class_ap, inputs.scores[0].per_class_ap50) == ({"cat": 0.5}, {"cat": 0.8})
     assert [s.label for s in inputs.scores] == ["float (checkpoint)", "float TFLite", "QAT int8 TFLite"]
@@ -492,7 +514,7 @@ def test_load_report_inputs_reads_the_stage_files(tmp_path):
     )
     # The dog's 4×4-pixel box is far below the smallest anchor at 128×128; the cat's half-image box is covered.
     assert inputs.coverage.share == {"cat": 1.0, "dog": 0.0}
-    assert inputs.min_score == 0.3 and inputs.latency[0]["median_ms"] == 5.0
+    assert inputs.min_score == 0.3 and inputs.latency[0].median_ms == 5.0
     assert inputs.model_card_path == workdir / "exported" / "model_card.md"
     assert inputs.test_results is None  # detect=False: no model is run
 
@@ -510,10 +532,34 @@ def test_a_workdir_report_writes_the_card_and_says_why_there_is_no_confusion_mat
     assert "| cat | 1 | 1 |" in card  # train and test objects
 
 
-def test_history_series_reads_column_layout():
-    assert history_series({"step": [1, 2], "loss": [0.5, 0.25], "note": "x"}) == {
-        "loss": ([1.0, 2.0], [0.5, 0.25])
-    }
+@pytest.mark.parametrize(
+    "name, payload, reason",
+    [
+        ("metrics_history.json", {"step": [1, 2], "loss": [0.5, 0.25]}, "missing 'version'"),
+        ("metrics_history.json", [{"step": 1, "loss/total": 2.0}], "unknown 'loss/total'"),
+        ("eval.json", {"version": 1, "mAP": 0.5}, "unknown 'mAP'"),
+    ],
+)
+def test_a_stage_file_in_a_layout_nothing_writes_is_named_not_guessed(tmp_path, name, payload, reason):
+    model_dir = tmp_path / "work" / "training" / "training-output"
+    model_dir.mkdir(parents=True)
+    (model_dir / name).write_text(json.dumps(payload))
+    inputs = load_report_inputs(tmp_path / "work")
+    assert inputs.loss_curves == {} and inputs.scores == []
+    assert any(note.startswith(f"{name} could not be read") and reason in note for note in inputs.missing)
+
+
+def test_a_partial_training_state_is_named_and_the_config_plan_shown(tmp_path):
+    workdir = tmp_path / "work"
+    _write_stage_files(workdir)
+    state = workdir / "training" / "training-output" / STATE_FILE
+    state.write_text(json.dumps({"num_steps": 150, "batch_size": 4}))
+    inputs = load_report_inputs(workdir)
+    assert any(
+        note.startswith("train_state.json could not be read") and "missing 'total_steps'" in note
+        for note in inputs.missing
+    )
+    assert inputs.training.planned_steps == 200  # the config's plan, not a guess from half a file
 
 
 _PROBE = """

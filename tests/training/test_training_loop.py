@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_training_inputs import _example  # noqa: E402  (tiny TFRecord examples, shared with the inputs tests)
 
 from spaghettinet.errors import DataError, UsageError  # noqa: E402
+from spaghettinet.evaluation.coco import EvalReport  # noqa: E402
 from spaghettinet.pipeline_config.settings import (  # noqa: E402
     InputReaderSettings,
     ModelSettings,
@@ -30,6 +31,7 @@ from spaghettinet.pipeline_config.settings import (  # noqa: E402
 from spaghettinet.tf_runtime import import_tensorflow  # noqa: E402
 from spaghettinet.training import loop  # noqa: E402
 from spaghettinet.training.checkpoints import latest_checkpoint, restore_detector  # noqa: E402
+from spaghettinet.training.history import HISTORY_FILE, MetricsHistory  # noqa: E402
 
 tf = import_tensorflow()
 
@@ -110,8 +112,8 @@ def test_resume_continues_step_schedule_data_and_weights(run):
     second, cfg = run["second"], run["cfg"]
     assert second.resumed_from_step == INTERRUPT_AT and second.step == NUM_STEPS
     assert second.stopped == "completed"
-    history = json.loads((run["dir"] / loop.HISTORY_FILE).read_text())
-    rates = {entry["step"]: entry["learning_rate"] for entry in history if "learning_rate" in entry}
+    history = MetricsHistory.read(run["dir"] / HISTORY_FILE)
+    rates = {record.step: record.learning_rate for record in history.losses}
     # The first resumed step used the rate of step 3 (late warmup), not the warmup start again.
     plan = second.plan
     assert rates[INTERRUPT_AT + 1] == pytest.approx(plan.learning_rate(INTERRUPT_AT))
@@ -148,10 +150,11 @@ def test_quantization_aware_switch_at_the_delay_survives_restore(run):
 def test_training_ends_with_an_evaluation_and_a_history(run):
     second = run["second"]
     assert second.evaluation is not None and second.evaluation.num_images == 5
-    saved = json.loads((run["dir"] / f"eval-{NUM_STEPS}.json").read_text())
-    assert saved["step"] == NUM_STEPS and "AP50" in saved["metrics"] and saved["detections"]
-    history = json.loads((run["dir"] / loop.HISTORY_FILE).read_text())
-    assert any(entry.get("step") == NUM_STEPS and "AP50" in entry for entry in history)
+    saved = EvalReport.read(run["dir"] / f"eval-{NUM_STEPS}.json")
+    assert saved.step == NUM_STEPS and saved.result.num_images == 5 and saved.detections
+    assert saved.result.ap50 == second.evaluation.ap50
+    history = MetricsHistory.read(run["dir"] / HISTORY_FILE)
+    assert history.evaluated_at(NUM_STEPS) and history.last_step == NUM_STEPS
     assert list((run["dir"] / "train").glob("events.out.tfevents.*"))
 
 
@@ -161,9 +164,9 @@ def test_evaluate_a_model_dir_writes_eval_json(run):
     out = run["dir"] / "eval-cli.json"
     result = evaluate(run["cfg"], run["dir"], out=out)
     assert result.num_images == 5 and 0.0 <= result.ap50 <= 1.0
-    payload = json.loads(out.read_text())
-    assert payload["checkpoint"].endswith(f"ckpt-{NUM_STEPS}")
-    assert {"image_id", "category_id", "bbox", "score"} <= set(payload["detections"][0])
+    saved = EvalReport.read(out)
+    assert saved.checkpoint.endswith(f"ckpt-{NUM_STEPS}") and saved.result.ap50 == result.ap50
+    assert {"image_id", "category_id", "bbox", "score"} <= set(saved.detections[0])
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(run):
@@ -258,8 +261,8 @@ def test_time_budget_fits_the_schedule_to_the_steps_it_allows_and_refits_after_q
     assert len(fits) == 2
     # The first fit (float speed) put QAT at half its steps; the refit after the slower QAT steps keeps that step.
     assert result.plan.quantization_delay == round(0.5 * fits[0]) and fits[1] == result.plan.num_steps
-    history = json.loads((tmp_path / "budget" / loop.HISTORY_FILE).read_text())
-    last_rate = [e["learning_rate"] for e in history if "learning_rate" in e][-1]
+    history = MetricsHistory.read(tmp_path / "budget" / HISTORY_FILE)
+    last_rate = history.losses[-1].learning_rate
     assert last_rate < 0.05 * result.plan.learning_rate_base  # the cosine schedule ran to its end
 
 

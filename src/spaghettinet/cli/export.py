@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
 
         result = benchmark(model, threads=threads, runs=runs)
         if as_json:
-            typer.echo(json.dumps(result.to_json(), indent=2))
+            typer.echo(json.dumps(result.to_dict(), indent=2))
             return
         table = Table(title=f"{model.name}, {threads} thread(s), {runs} runs")
         table.add_column("measure")

@@ -1,6 +1,6 @@
 """COCO detection metrics (pycocotools) from in-memory ground truth and detections.
 
-The reference evaluates with ``coco_detection_metrics`` (spec §3 ``eval``). We feed pycocotools in memory:
+The zoo config evaluates with ``metrics_set: "coco_detection_metrics"``. We feed pycocotools in memory:
 normalized yxyx boxes become COCO ``[x, y, width, height]`` pixels using each image's size; ``category_id`` is the
 1-based label-map id (detections arrive with 0-based classes and get +1). pycocotools' progress prints are
 silenced. Classes without ground truth get AP ``None`` (COCO's -1) and are left out of the means, as COCO does.
@@ -12,13 +12,15 @@ import contextlib
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from spaghettinet.errors import DataError
 from spaghettinet.io_utils import write_text_atomic
+from spaghettinet.stage_files import check_object, check_version, number_or_none, read_json_file
 
 #: Names of pycocotools' 12 summary numbers (COCOeval.stats), in its order.
 STAT_NAMES = (
@@ -124,7 +126,7 @@ class CocoResult:
         return self.stats["AR100"]
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready dict of everything."""
+        """Plain JSON-ready dict of everything (the fields :meth:`from_dict` reads back)."""
         return {
             "metrics": dict(self.stats),
             "per_class_ap": dict(self.per_class_ap),
@@ -133,6 +135,144 @@ class CocoResult:
             "num_images": self.num_images,
             "num_detections": self.num_detections,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping, source: str | Path | None = None) -> CocoResult:
+        """Read back :meth:`to_dict`'s fields from ``data`` (other keys are the caller's to check).
+
+        Raises:
+            DataError: a missing field, a metric name nothing writes, or a value of the wrong type; the message
+                names ``source``.
+        """
+        check_object(
+            data,
+            "the COCO result",
+            RESULT_FIELDS,
+            optional=data.keys() if isinstance(data, Mapping) else (),
+            source=source,
+        )
+        metrics = check_object(data["metrics"], "the COCO metrics", STAT_NAMES, source=source)
+        stats = {name: number_or_none(metrics[name], f"metric {name}", source) for name in STAT_NAMES}
+
+        def per_class(key: str) -> dict[str, float | None]:
+            table = data[key]
+            if not isinstance(table, Mapping):
+                raise DataError(f"{key} is not a JSON object", source)
+            return {
+                str(name): number_or_none(value, f"{key}[{name!r}]", source) for name, value in table.items()
+            }
+
+        curves_table = data["pr_curves_iou50"]
+        if not isinstance(curves_table, Mapping):
+            raise DataError("pr_curves_iou50 is not a JSON object", source)
+        curves: dict[str, dict[str, list[float]] | None] = {}
+        for name, curve in curves_table.items():
+            if curve is not None:
+                check_object(
+                    curve, f"the precision-recall curve of {name!r}", ("recall", "precision"), source=source
+                )
+                if not all(isinstance(curve[key], list) for key in ("recall", "precision")):
+                    raise DataError(f"the precision-recall curve of {name!r} is not two lists", source)
+            curves[str(name)] = curve
+        counts = {}
+        for key in ("num_images", "num_detections"):
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise DataError(f"{key} is {value!r}, not a count", source)
+            counts[key] = value
+        return cls(
+            stats=stats,
+            per_class_ap=per_class("per_class_ap"),
+            per_class_ap50=per_class("per_class_ap50"),
+            pr_curves=curves,
+            **counts,
+        )
+
+
+#: The fields of :meth:`CocoResult.to_dict`.
+RESULT_FIELDS = (
+    "metrics",
+    "per_class_ap",
+    "per_class_ap50",
+    "pr_curves_iou50",
+    "num_images",
+    "num_detections",
+)
+#: Format version of ``eval.json`` (0: files written before versions; the same fields without ``version``).
+EVAL_REPORT_VERSION = 1
+
+
+@dataclass
+class EvalReport:
+    """What ``eval.json`` holds: the COCO result of one evaluation, what was evaluated, and every detection.
+
+    Attributes:
+        result: the metrics.
+        step: the training step evaluated (None when unknown).
+        checkpoint: the checkpoint prefix evaluated (None for an in-memory model).
+        images: ``{"id", "file_name"}`` per evaluated image.
+        detections: the detections in COCO result format (:func:`coco_detections`).
+
+    Example:
+        >>> report = EvalReport(result, step=1200, checkpoint="model/ckpt-1200")  # doctest: +SKIP
+        >>> EvalReport.from_dict(report.to_dict()).result.ap50 == result.ap50  # doctest: +SKIP
+        True
+    """
+
+    result: CocoResult
+    step: int | None = None
+    checkpoint: str | None = None
+    images: list[dict] = field(default_factory=list)
+    detections: list[dict] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": EVAL_REPORT_VERSION,
+            "step": self.step,
+            "checkpoint": self.checkpoint,
+            **self.result.to_dict(),
+            "images": list(self.images),
+            "detections": list(self.detections),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, source: str | Path | None = None) -> EvalReport:
+        """Read an ``eval.json`` payload.
+
+        Raises:
+            DataError: a field missing or unknown, a newer format version, a value of the wrong type; the message
+                names ``source``.
+        """
+        what = Path(source).name if source is not None else "eval.json"
+        if not isinstance(data, Mapping):
+            raise DataError(f"{what} is not a JSON object", source)
+        version = check_version(data, what, EVAL_REPORT_VERSION, source)
+        required = (*RESULT_FIELDS, "version", "step", "checkpoint", "images", "detections")
+        # Version 0 files carried no version, and those written by the first writer no step, checkpoint or images.
+        optional = () if version else ("step", "checkpoint", "images", "detections")
+        required = tuple(key for key in required if key not in optional and (version or key != "version"))
+        check_object(data, what, required, optional, source)
+        step = data.get("step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise DataError(f"{what}: step is {step!r}, not an integer", source)
+        checkpoint = data.get("checkpoint")
+        if checkpoint is not None and not isinstance(checkpoint, str):
+            raise DataError(f"{what}: checkpoint is {checkpoint!r}, not a path", source)
+        lists = {key: data.get(key, []) for key in ("images", "detections")}
+        for key, value in lists.items():
+            if not isinstance(value, list):
+                raise DataError(f"{what}: {key} is not a list", source)
+        return cls(
+            result=CocoResult.from_dict(data, source),
+            step=step,
+            checkpoint=checkpoint,
+            **lists,
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> EvalReport:
+        """Read an ``eval.json`` file (see :meth:`from_dict`)."""
+        return cls.from_dict(read_json_file(path), path)
 
 
 def _xywh_pixels(boxes_yxyx: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -298,20 +438,17 @@ def coco_metrics(
     )
 
 
-def write_eval_json(path: str | Path, result: CocoResult, detections_coco_format: list[dict]) -> Path:
-    """Write metrics and COCO-format detections to ``path`` atomically (``eval.json``).
+def write_eval_json(path: str | Path, report: EvalReport) -> Path:
+    """Write an :class:`EvalReport` to ``path`` atomically (``eval.json``).
 
     Args:
         path: output file.
-        result: metrics from :func:`coco_metrics`.
-        detections_coco_format: from :func:`coco_detections`.
+        report: the result with what was evaluated and the COCO-format detections (:func:`coco_detections`).
 
     Returns:
         The path written.
 
     Example:
-        >>> write_eval_json("model/eval.json", result, coco_detections(gt, dets))  # doctest: +SKIP
+        >>> write_eval_json("model/eval.json", EvalReport(result, detections=coco_detections(gt, dets)))  # doctest: +SKIP
     """
-    payload = result.to_dict()
-    payload["detections"] = detections_coco_format
-    return write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
+    return write_text_atomic(path, json.dumps(report.to_dict(), indent=1) + "\n")

@@ -1,7 +1,7 @@
 """``evaluate``: run a trained detector on the eval split and score it with COCO metrics.
 
 The model's raw outputs go through the reference post-processing (``model/postprocess.py``: sigmoid, decode,
-per-class NMS with the config's score threshold 1e-8, IoU 0.6, 100 per class, 100 in total, spec §3), then
+per-class NMS with the zoo config's score threshold 1e-8, IoU 0.6, 100 per class, 100 in total), then
 pycocotools (``evaluation/coco.py``). The result is written as ``eval.json``: the COCO summary metrics, per-class
 AP, and every detection in COCO result format (``image_id``, ``category_id`` 1-based, ``bbox`` in pixels of the
 original image, ``score``).
@@ -9,12 +9,10 @@ original image, ``score``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from spaghettinet.io_utils import write_text_atomic
 from spaghettinet.tf_runtime import import_tensorflow
 
 tf = import_tensorflow()
@@ -72,10 +70,12 @@ def evaluate_model(
         0.91
     """
     from spaghettinet.evaluation.coco import (
+        EvalReport,
         ImageDetections,
         ImageGroundTruth,
         coco_detections,
         coco_metrics,
+        write_eval_json,
     )
     from spaghettinet.model.postprocess import postprocess
     from spaghettinet.training.inputs import eval_dataset
@@ -117,10 +117,14 @@ def evaluate_model(
             detections.append(ImageDetections.from_detections(image_id, found))
     result = coco_metrics(groundtruth, detections, names)
     if out is not None:
-        payload = {"step": step, "checkpoint": checkpoint, **result.to_dict()}
-        payload["images"] = [{"id": g.image_id, "file_name": g.file_name} for g in groundtruth]
-        payload["detections"] = coco_detections(groundtruth, detections)
-        write_text_atomic(out, json.dumps(payload, indent=1) + "\n")
+        report = EvalReport(
+            result,
+            step=step,
+            checkpoint=None if checkpoint is None else str(checkpoint),
+            images=[{"id": g.image_id, "file_name": g.file_name} for g in groundtruth],
+            detections=coco_detections(groundtruth, detections),
+        )
+        write_eval_json(out, report)
     return result
 
 

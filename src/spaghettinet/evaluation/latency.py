@@ -19,12 +19,14 @@ import struct
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from spaghettinet.errors import DataError, SpaghettiError, UsageError
+from spaghettinet.io_utils import write_text_atomic
+from spaghettinet.stage_files import check_object, check_version, read_json_file
 
 CPUINFO = Path("/proc/cpuinfo")
 #: ``/proc/cpuinfo`` flags that decide which int8 kernels XNNPACK uses (AMX, AVX-512 VNNI, AVX-VNNI, else AVX2).
@@ -64,8 +66,96 @@ class LatencyResult:
     cpu: dict = field(default_factory=dict)
     isa_limit: str | None = None
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object, source: str | Path | None = None) -> LatencyResult:
+        """Read back :meth:`to_dict`'s fields.
+
+        Raises:
+            DataError: a missing or unknown field, or a value of the wrong type; naming ``source``.
+        """
+        names = [item.name for item in fields(cls)]
+        required = [
+            item.name for item in fields(cls) if item.default is MISSING and item.default_factory is MISSING
+        ]
+        row = check_object(data, "a latency row", required, names, source)
+        for name, kinds in _LATENCY_TYPES.items():
+            value = row.get(name)
+            if name in row and not (
+                (value is None and type(None) in kinds)
+                or (isinstance(value, kinds) and not isinstance(value, bool))
+            ):
+                raise DataError(f"latency row: {name} is {value!r}, not of the type written", source)
+        return cls(**{name: row[name] for name in names if name in row})
+
+
+#: JSON types of each :class:`LatencyResult` field (ints are accepted where floats are written).
+_LATENCY_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,),
+    "threads": (int,),
+    "runs": (int,),
+    "median_ms": (int, float),
+    "p90_ms": (int, float),
+    "mean_ms": (int, float),
+    "min_ms": (int, float),
+    "size_bytes": (int,),
+    "input_shape": (list,),
+    "input_type": (str,),
+    "op_counts": (dict,),
+    "cpu_median_ms": (int, float, type(None)),
+    "cpu": (dict,),
+    "isa_limit": (str, type(None)),
+}
+#: Format version of ``latency.json`` (0: a plain list of rows).
+LATENCY_VERSION = 1
+LATENCY_FILE = "latency.json"
+
+
+@dataclass
+class LatencyReport:
+    """What ``latency.json`` holds: one :class:`LatencyResult` per exported model (``model`` is the file name).
+
+    Example:
+        >>> LatencyReport.from_dict(LatencyReport([]).to_dict()).results
+        []
+    """
+
+    results: list[LatencyResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"version": LATENCY_VERSION, "models": [result.to_dict() for result in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: object, source: str | Path | None = None) -> LatencyReport:
+        """Read a ``latency.json`` payload (version 0, a plain list of rows, included).
+
+        Raises:
+            DataError: naming ``source`` and what is wrong.
+        """
+        if isinstance(data, list):
+            rows = data
+        else:
+            if not isinstance(data, dict):
+                raise DataError(f"{LATENCY_FILE} is not a JSON object", source)
+            check_version(data, LATENCY_FILE, LATENCY_VERSION, source)
+            check_object(data, LATENCY_FILE, ("version", "models"), source=source)
+            rows = data["models"]
+            if not isinstance(rows, list):
+                raise DataError(f"{LATENCY_FILE}: models is not a list", source)
+        return cls([LatencyResult.from_dict(row, source) for row in rows])
+
+    @classmethod
+    def read(cls, path: str | Path) -> LatencyReport:
+        return cls.from_dict(read_json_file(path), path)
+
+    def write(self, path: str | Path) -> Path:
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def shipped(self) -> LatencyResult | None:
+        """The int8 model's row if there is one, else the first."""
+        return min(self.results, key=lambda result: "int8" not in result.model, default=None)
 
 
 def cpu_description(cpuinfo: Path = CPUINFO) -> dict:
@@ -349,7 +439,7 @@ def benchmark_avx2_only(
     answer = json.loads(lines[-1])
     if "error" in answer:
         raise SpaghettiError(answer["error"])
-    return LatencyResult(**answer)
+    return LatencyResult.from_dict(answer)
 
 
 def _avx2_child() -> None:
@@ -362,4 +452,4 @@ def _avx2_child() -> None:
         print(json.dumps({"error": str(exc)}))
         return
     result.isa_limit = "avx2"
-    print(json.dumps(result.to_json()))
+    print(json.dumps(result.to_dict()))

@@ -217,13 +217,13 @@ def _speed_section(inputs: ReportInputs) -> Section:
             ["file", "median ms", "p90 ms", "threads", "CPU"],
             [
                 [
-                    str(row.get("model", "")),
-                    format_number(row.get("median_ms"), 2),
-                    format_number(row.get("p90_ms"), 2),
-                    str(row.get("threads", "–")),
-                    cpu_name(row) or "–",
+                    result.model,
+                    format_number(result.median_ms, 2),
+                    format_number(result.p90_ms, 2),
+                    str(result.threads),
+                    cpu_name(result) or "–",
                 ]
-                for row in inputs.latency
+                for result in inputs.latency
             ],
         )
     )

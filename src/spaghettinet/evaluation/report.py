@@ -36,9 +36,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from spaghettinet.errors import SpaghettiError
 from spaghettinet.io_utils import atomic_path, write_bytes_atomic, write_text_atomic
+from spaghettinet.training.history import HISTORY_FILE, MetricsHistory
+from spaghettinet.training.plan import STATE_FILE, TrainPlan
 
 from . import diagnosis, visualize
+from .coco import STAT_NAMES, CocoResult, EvalReport
 from .document import (
     Advice,
     AdviceItem,
@@ -57,6 +61,7 @@ from .document import (
     render_html,
     render_markdown,
 )
+from .latency import LATENCY_FILE, LatencyReport, LatencyResult
 
 if TYPE_CHECKING:
     from .split_detections import SplitDetections
@@ -66,10 +71,12 @@ COCO_METRICS: tuple[tuple[str, str], ...] = (
     ("AP", "AP @[.50:.95]"),
     ("AP50", "AP50"),
     ("AP75", "AP75"),
-    ("APs", "AP small"),
-    ("APm", "AP medium"),
-    ("APl", "AP large"),
+    ("AP_small", "AP small"),
+    ("AP_medium", "AP medium"),
+    ("AP_large", "AP large"),
 )
+COCO_METRIC_NAMES = frozenset(name for name, _ in COCO_METRICS)
+assert COCO_METRIC_NAMES <= set(STAT_NAMES)
 MAX_TEST_PICTURES = 12
 GRID_COLUMNS = 4
 # Longest width of a test picture in the grid; larger photos are shrunk so the HTML file stays small.
@@ -225,7 +232,7 @@ class ReportInputs:
         test_pictures: test images with predicted and true boxes.
         test_results: the shipped model's detections on the whole test split (confusion matrix, worst images).
         min_score: predictions below this are not drawn on the test pictures.
-        latency: rows with keys ``model``, ``threads``, ``median_ms``, ``p90_ms`` (others are shown too).
+        latency: one :class:`~spaghettinet.evaluation.latency.LatencyResult` per exported model (``latency.json``).
         model_sizes: file name → bytes.
         export_report: the export stage's ``export_report.json`` content.
         export_report_path: where that file is (linked from the report).
@@ -248,7 +255,7 @@ class ReportInputs:
     test_pictures: list[PredictedPicture] = field(default_factory=list)
     test_results: SplitDetections | None = None
     min_score: float = 0.3
-    latency: list[dict] = field(default_factory=list)
+    latency: list[LatencyResult] = field(default_factory=list)
     model_sizes: dict[str, int] = field(default_factory=dict)
     export_report: dict | None = None
     export_report_path: Path | None = None
@@ -304,14 +311,7 @@ def _test_images(inputs: ReportInputs) -> int | None:
 
 
 def _main_loss(inputs: ReportInputs) -> tuple[Sequence[float], Sequence[float]]:
-    curves = inputs.loss_curves
-    for name in ("loss", "loss/total", "total_loss", "loss/total_loss"):
-        if name in curves:
-            return curves[name]
-    totals = [xy for name, xy in curves.items() if "total" in name.lower()]
-    if totals:
-        return totals[0]
-    return next(iter(curves.values()), ((), ()))
+    return inputs.loss_curves.get("loss", ((), ()))
 
 
 def run_facts(inputs: ReportInputs) -> diagnosis.RunFacts:
@@ -388,10 +388,9 @@ def _export_input_size(inputs: ReportInputs) -> tuple[int, int] | None:
     return None
 
 
-def shipped_latency(inputs: ReportInputs) -> dict | None:
-    """The latency row of the shipped model (int8 first), or None."""
-    rows = [row for row in inputs.latency if isinstance(row.get("median_ms"), int | float)]
-    return min(rows, key=lambda row: "int8" not in str(row.get("model", "")), default=None)
+def shipped_latency(inputs: ReportInputs) -> LatencyResult | None:
+    """The latency of the shipped model (int8 first), or None."""
+    return LatencyReport(inputs.latency).shipped()
 
 
 def shipped_file(inputs: ReportInputs) -> tuple[str, int] | None:
@@ -408,12 +407,9 @@ def shipped_file(inputs: ReportInputs) -> tuple[str, int] | None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def cpu_name(row: Mapping) -> str:
-    """The CPU model a latency row was measured on ('' when not recorded)."""
-    cpu = row.get("cpu")
-    if isinstance(cpu, Mapping) and cpu.get("model"):
-        return str(cpu["model"])
-    return ""
+def cpu_name(result: LatencyResult) -> str:
+    """The CPU model a latency was measured on ('' when not recorded)."""
+    return str(result.cpu.get("model") or "")
 
 
 def _verdict_section(inputs: ReportInputs, links: Mapping[str, str]) -> Section:
@@ -432,13 +428,11 @@ def _verdict_section(inputs: ReportInputs, links: Mapping[str, str]) -> Section:
         KeyFigure("AP @[.50:.95]", format_number(facts.ap, 2), "COCO's main figure"),
     ]
     if latency is not None:
-        threads = latency.get("threads", "?")
+        threads = latency.threads
         where = f"median, {threads} thread{'s' if threads != 1 else ''}"
         if cpu_name(latency):
             where += f", {cpu_name(latency)}"
-        tiles.append(
-            KeyFigure(f"latency, {latency.get('model', '')}", f"{latency['median_ms']:.1f} ms", where)
-        )
+        tiles.append(KeyFigure(f"latency, {latency.model}", f"{latency.median_ms:.1f} ms", where))
     else:
         tiles.append(KeyFigure("latency", "–", "not measured"))
     if file is not None:
@@ -769,25 +763,22 @@ def format_op_counts(op_counts: Mapping) -> str:
 def _speed_section(inputs: ReportInputs) -> Section:
     section = Section("Latency and size")
     if inputs.latency:
-        rows = []
-        for row in inputs.latency:
-            shape = row.get("input_shape")
-            rows.append(
-                [
-                    str(row.get("model", "")),
-                    format_number(row.get("median_ms"), 2),
-                    format_number(row.get("p90_ms"), 2),
-                    str(row.get("threads", "–")),
-                    str(row.get("input_type", "–"))
-                    + (f" {'×'.join(str(v) for v in shape)}" if isinstance(shape, list) else ""),
-                    cpu_name(row) or "–",
-                ]
-            )
+        rows = [
+            [
+                result.model,
+                format_number(result.median_ms, 2),
+                format_number(result.p90_ms, 2),
+                str(result.threads),
+                f"{result.input_type} {'×'.join(str(v) for v in result.input_shape)}",
+                cpu_name(result) or "–",
+            ]
+            for result in inputs.latency
+        ]
         section.blocks.append(Table(["model", "median ms", "p90 ms", "threads", "input", "CPU"], rows))
         ops = [
-            f"{row.get('model', '')}: {format_op_counts(row['op_counts'])}"
-            for row in inputs.latency
-            if isinstance(row.get("op_counts"), Mapping)
+            f"{result.model}: {format_op_counts(result.op_counts)}"
+            for result in inputs.latency
+            if result.op_counts
         ]
         if ops:
             section.blocks.append(Paragraph("Operators:"))
@@ -1057,6 +1048,17 @@ def write_report(inputs: ReportInputs | str | Path, out_dir: str | Path) -> Repo
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _read_stage_file(read, path: Path, missing: list[str]):
+    """``read(path)`` for a typed stage file; None when it is absent or unreadable (said in ``missing``)."""
+    if not path.is_file():
+        return None
+    try:
+        return read(path)
+    except SpaghettiError as exc:
+        missing.append(f"{path.name} could not be read ({exc.message}); its section is left out.")
+        return None
+
+
 def _read_json(path: Path, missing: list[str]) -> object | None:
     if not path.is_file():
         return None
@@ -1067,130 +1069,61 @@ def _read_json(path: Path, missing: list[str]) -> object | None:
         return None
 
 
-def history_series(history: object) -> dict[str, tuple[list[float], list[float]]]:
-    """Numeric series of a metrics history: a list of ``{"step": n, name: value, ...}`` records, or a mapping
-    ``{"step": [...], name: [...]}``, or a mapping ``{name: [[step, value], ...]}``.
-
-    Args:
-        history: the parsed JSON.
-
-    Returns:
-        name → (steps, values), non-numeric entries skipped.
+def history_curves(
+    history: MetricsHistory,
+) -> tuple[dict[str, tuple[list[float], list[float]]], tuple[list[float], list[float]] | None]:
+    """The loss curve (``{"loss": (steps, values)}``) and the learning-rate curve of a metrics history.
 
     Example:
-        >>> history_series([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}])
-        {'loss': ([1.0, 2.0], [2.0, 1.5])}
+        >>> from spaghettinet.training.history import LossRecord
+        >>> history_curves(MetricsHistory([LossRecord(1, 2.0, 0.1), LossRecord(2, 1.5, 0.1)]))[0]
+        {'loss': ([1, 2], [2.0, 1.5])}
     """
-    series: dict[str, tuple[list[float], list[float]]] = {}
-
-    def add(name: str, step: object, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return
-        if isinstance(step, bool) or not isinstance(step, int | float):
-            return
-        xs, ys = series.setdefault(str(name), ([], []))
-        xs.append(float(step))
-        ys.append(float(value))
-
-    if isinstance(history, Mapping) and isinstance(history.get("history"), list | Mapping):
-        history = history["history"]
-    if isinstance(history, list):
-        for position, record in enumerate(history):
-            if isinstance(record, Mapping):
-                step = record.get("step", position)
-                for name, value in record.items():
-                    if name != "step":
-                        add(name, step, value)
-    elif isinstance(history, Mapping):
-        steps = history.get("step") or history.get("steps")
-        for name, values in history.items():
-            if name in ("step", "steps") or not isinstance(values, list):
-                continue
-            for position, value in enumerate(values):
-                if isinstance(value, list | tuple) and len(value) == 2:
-                    add(name, value[0], value[1])
-                else:
-                    step = steps[position] if isinstance(steps, list) and position < len(steps) else position
-                    add(name, step, value)
-    return series
+    if not history.losses:
+        return {}, None
+    steps = [record.step for record in history.losses]
+    losses = {"loss": (steps, [record.loss for record in history.losses])}
+    return losses, (list(steps), [record.learning_rate for record in history.losses])
 
 
-def split_curves(
-    series: Mapping[str, tuple[list[float], list[float]]],
-) -> tuple[dict[str, tuple[list[float], list[float]]], tuple[list[float], list[float]] | None]:
-    """Sort history series into loss curves (names containing "loss") and the learning-rate curve."""
-    losses = {name: xy for name, xy in series.items() if "loss" in name.lower()}
-    rate = next(
-        (
-            xy
-            for name, xy in series.items()
-            if name.lower() in ("lr", "learning_rate") or "learning_rate" in name.lower()
-        ),
-        None,
+def scores_from_result(result: CocoResult, label: str) -> ModelScores:
+    """The report's view of a COCO result (``eval.json``, or a split's evaluation)."""
+    return ModelScores(
+        label=label,
+        metrics={
+            name: value
+            for name, value in result.stats.items()
+            if name in COCO_METRIC_NAMES and value is not None
+        },
+        per_class_ap={name: value for name, value in result.per_class_ap.items() if value is not None},
+        per_class_ap50={name: value for name, value in result.per_class_ap50.items() if value is not None},
     )
-    return losses, rate
 
 
-def _metrics_from(payload: Mapping) -> dict[str, float]:
-    aliases = {
-        "AP": ("AP", "mAP", "ap", "AP@[.50:.95]"),
-        "AP50": ("AP50", "ap50", "AP@.50", "mAP@0.5"),
-        "AP75": ("AP75", "ap75"),
-        "APs": ("APs", "AP_small", "ap_small"),
-        "APm": ("APm", "AP_medium", "ap_medium"),
-        "APl": ("APl", "AP_large", "ap_large"),
-    }
-    source = payload.get("metrics", payload) if isinstance(payload.get("metrics"), Mapping) else payload
-    metrics = {}
-    for key, names in aliases.items():
-        for name in names:
-            value = source.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                metrics[key] = float(value)
-                break
-    return metrics
+def _precision_recall(result: CocoResult) -> dict[str, tuple[list[float], list[float]]]:
+    return {name: (curve["recall"], curve["precision"]) for name, curve in result.pr_curves.items() if curve}
 
 
-def _per_class_from(
-    payload: Mapping,
-    keys: Sequence[str] = ("per_class_ap", "per_class", "class_ap", "ap_per_class"),
-    entry_key: str = "AP",
-) -> dict[str, float]:
-    for key in keys:
-        value = payload.get(key)
-        if isinstance(value, Mapping):
-            out = {}
-            for name, entry in value.items():
-                if isinstance(entry, Mapping):
-                    entry = entry.get(entry_key, entry.get(entry_key.lower()))
-                if isinstance(entry, int | float) and not isinstance(entry, bool):
-                    out[str(name)] = float(entry)
-            return out
-    return {}
-
-
-def _pr_from(payload: Mapping) -> dict[str, tuple[list[float], list[float]]]:
-    value = payload.get("precision_recall") or payload.get("pr_curves_iou50")
-    curves = {}
-    if isinstance(value, Mapping):
-        for name, entry in value.items():
-            if isinstance(entry, Mapping) and isinstance(entry.get("recall"), list):
-                curves[str(name)] = (entry["recall"], entry.get("precision", []))
-    return curves
-
-
-def scores_from_eval(payload: object, label: str) -> ModelScores | None:
-    """Read a stage's evaluation JSON (``eval.json`` or an entry of the export report) into :class:`ModelScores`."""
-    if not isinstance(payload, Mapping):
+def scores_from_export_check(entry: object, label: str) -> ModelScores | None:
+    """The report's view of an export report's ``checks.map_*`` entry (what ``deploy.export`` writes there)."""
+    if not isinstance(entry, Mapping):
         return None
-    metrics = _metrics_from(payload)
+    metrics = {
+        name: float(entry[name])
+        for name in ("AP", "AP50", "AP75")
+        if isinstance(entry.get(name), int | float) and not isinstance(entry.get(name), bool)
+    }
     if not metrics:
         return None
+    per_class = entry.get("per_class_ap")
     return ModelScores(
         label=label,
         metrics=metrics,
-        per_class_ap=_per_class_from(payload),
-        per_class_ap50=_per_class_from(payload, ("per_class_ap50",), "AP50"),
+        per_class_ap={
+            str(name): float(value)
+            for name, value in (per_class.items() if isinstance(per_class, Mapping) else ())
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        },
     )
 
 
@@ -1344,27 +1277,16 @@ def _training_from(workdir: Path, missing: list[str]) -> TrainingFacts | None:
         matched_threshold=float(config.model.matched_threshold),
     )
     # train_state.json holds the plan training really ran (fitted to a time budget, resumed, ...).
-    state = _read_json(model_dir / "train_state.json", missing)
-    if isinstance(state, Mapping):
-        for key, attribute in (
-            ("num_steps", "planned_steps"),
-            ("batch_size", "batch_size"),
-            ("warmup_steps", "warmup_steps"),
-            ("quantization_delay", "qat_from_step"),
-        ):
-            if isinstance(state.get(key), int) or (key == "quantization_delay" and key in state):
-                setattr(facts, attribute, state[key])
-        if isinstance(state.get("learning_rate_base"), int | float):
-            facts.learning_rate = float(state["learning_rate_base"])
-        if isinstance(state.get("time_budget_s"), int | float):
-            facts.time_budget_s = float(state["time_budget_s"])
-    history = _read_json(model_dir / "metrics_history.json", [])
-    steps = [
-        entry["step"]
-        for entry in (history if isinstance(history, list) else [])
-        if isinstance(entry, Mapping) and isinstance(entry.get("step"), int)
-    ]
-    facts.trained_steps = max(steps) if steps else None
+    plan = _read_stage_file(TrainPlan.read, model_dir / STATE_FILE, missing)
+    if plan is not None:
+        facts.planned_steps = plan.num_steps
+        facts.batch_size = plan.batch_size
+        facts.warmup_steps = plan.warmup_steps
+        facts.qat_from_step = plan.quantization_delay
+        facts.learning_rate = plan.learning_rate_base
+        facts.time_budget_s = plan.time_budget_s
+    history = _read_stage_file(MetricsHistory.read, model_dir / HISTORY_FILE, [])
+    facts.trained_steps = history.last_step if history is not None else None
     start = _read_json(workdir / ".spaghettinet" / "start.json", [])
     if isinstance(start, Mapping) and isinstance(start.get("description"), str):
         facts.start = start["description"]
@@ -1465,6 +1387,8 @@ def add_test_results(inputs: ReportInputs, workdir: str | Path) -> None:
     except (SpaghettiError, ImportError, ValueError) as exc:
         inputs.missing.append(f"the shipped model could not be run on the test split ({exc}).")
         return
+    if not inputs.test_pictures:
+        inputs.test_pictures = list(inputs.test_results.samples)
     if inputs.test_results.precision_recall:
         # The shipped model's curves replace the checkpoint's: they are what an app gets.
         inputs.precision_recall = inputs.test_results.precision_recall
@@ -1505,14 +1429,14 @@ def load_report_inputs(workdir: str | Path, title: str | None = None, detect: bo
             inputs.training.matched_threshold,
         )
     model_dir = workdir / "training" / "training-output"
-    history = _read_json(model_dir / "metrics_history.json", missing)
+    history = _read_stage_file(MetricsHistory.read, model_dir / HISTORY_FILE, missing)
     if history is not None:
-        inputs.loss_curves, inputs.learning_rate = split_curves(history_series(history))
-    evaluation = _read_json(model_dir / "eval.json", missing)
-    float_scores = scores_from_eval(evaluation, "float (checkpoint)")
-    if float_scores is not None:
+        inputs.loss_curves, inputs.learning_rate = history_curves(history)
+    evaluation = _read_stage_file(EvalReport.read, model_dir / "eval.json", missing)
+    if evaluation is not None:
+        float_scores = scores_from_result(evaluation.result, "float (checkpoint)")
         inputs.scores.append(float_scores)
-        inputs.precision_recall = _pr_from(evaluation)
+        inputs.precision_recall = _precision_recall(evaluation.result)
         inputs.precision_recall_model = float_scores.label
     export_path = workdir / "exported" / "export_report.json"
     export_report = _read_json(export_path, missing)
@@ -1523,23 +1447,18 @@ def load_report_inputs(workdir: str | Path, title: str | None = None, detect: bo
         if isinstance(post, Mapping) and _number(post.get("score_threshold")) is not None:
             inputs.min_score = float(post["score_threshold"])
         for label, entry in _export_evaluations(export_report):
-            scores = scores_from_eval(entry, label)
+            scores = scores_from_export_check(entry, label)
             if scores is not None:
                 inputs.scores.append(scores)
-                pr = _pr_from(entry)
-                if pr:
-                    inputs.precision_recall, inputs.precision_recall_model = pr, label
     exported = workdir / "exported"
     if exported.is_dir():
         models = sorted([*exported.glob("*.tflite"), *exported.glob("*.onnx")])
         inputs.model_sizes = {p.name: p.stat().st_size for p in models}
         if inputs.model_sizes:
             inputs.model_card_path = exported / MODEL_CARD
-    latency = _read_json(workdir / "exported" / "latency.json", missing)
-    if isinstance(latency, list):
-        inputs.latency = [row for row in latency if isinstance(row, Mapping)]
-    elif isinstance(latency, Mapping):
-        inputs.latency = [latency]
+    latency = _read_stage_file(LatencyReport.read, workdir / "exported" / LATENCY_FILE, missing)
+    if latency is not None:
+        inputs.latency = latency.results
     if detect:
         add_test_results(inputs, workdir)
     return inputs

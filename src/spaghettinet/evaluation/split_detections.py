@@ -30,12 +30,14 @@ import numpy as np
 from PIL import Image
 
 from .confusion import ConfusionMatrix, confusion_matrix, match_image
-from .report import ModelScores, PredictedPicture
+from .report import COCO_METRIC_NAMES, ModelScores, PredictedPicture
 
 #: Test images run at most; the figures then say how many of how many were used.
 MAX_TEST_IMAGES = 2000
 #: Images in the gallery of worst test images.
 WORST_PICTURES = 8
+#: The first test images shown with their detections (the report's sample pictures).
+SAMPLE_PICTURES = 8
 #: Longest side of a gallery thumbnail (the report's grid cell).
 THUMBNAIL_PIXELS = 320
 
@@ -72,6 +74,7 @@ class SplitDetections:
         total_images: test images in the records (more than ``len(images)`` when :data:`MAX_TEST_IMAGES` cut).
         scores: COCO scores over ``images``.
         worst: the images with the most errors, worst first, as thumbnails.
+        samples: the first test images with their detections, full size.
         class_names: 0-based class names.
         precision_recall: class name → (recall, precision) at IoU 0.5 over ``images`` (classes with objects).
     """
@@ -82,6 +85,7 @@ class SplitDetections:
     total_images: int = 0
     scores: ModelScores | None = None
     worst: list[PredictedPicture] = field(default_factory=list)
+    samples: list[PredictedPicture] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     precision_recall: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
 
@@ -95,6 +99,18 @@ class SplitDetections:
             self.class_names,
             score_threshold=self.score_threshold,
         )
+
+
+def _picture(image: ImageResult, pixels: Image.Image) -> PredictedPicture:
+    return PredictedPicture(
+        name=image.name,
+        image=pixels,
+        boxes=image.boxes,
+        classes=image.classes,
+        scores=image.scores,
+        true_boxes=image.true_boxes,
+        true_classes=image.true_classes,
+    )
 
 
 def worst_images(results: Iterable[tuple[int, int]], count: int) -> list[int]:
@@ -123,6 +139,7 @@ def detect_test_split(
     score_threshold: float,
     max_images: int = MAX_TEST_IMAGES,
     worst: int = WORST_PICTURES,
+    samples: int = SAMPLE_PICTURES,
 ) -> SplitDetections:
     """Run a ``.tflite`` detector over test records and score it (see the module docstring).
 
@@ -133,6 +150,7 @@ def detect_test_split(
         score_threshold: the export's score threshold (``export_report.json`` ``postprocess.score_threshold``).
         max_images: run at most this many images.
         worst: thumbnails to keep of the images with the most errors.
+        samples: the first images kept whole with their detections.
 
     Returns:
         :class:`SplitDetections`.
@@ -154,7 +172,8 @@ def detect_test_split(
         results.total_images += 1
         if len(results.images) >= max_images:
             continue
-        found = detector.detect(resize_for_model(example.decode_image(), detector.input_size))
+        pixels = example.decode_image()
+        found = detector.detect(resize_for_model(pixels, detector.input_size))
         image = ImageResult(
             name=example.filename,
             width=int(example.width),
@@ -166,6 +185,8 @@ def detect_test_split(
             scores=np.asarray(found.scores, np.float32),
         )
         results.images.append(image)
+        if len(results.samples) < samples:
+            results.samples.append(_picture(image, Image.fromarray(pixels)))
         match = match_image(
             image.true_boxes, image.true_classes, image.boxes, image.classes, image.scores, score_threshold
         )
@@ -182,18 +203,7 @@ def detect_test_split(
                 thumbnail.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
                 thumbnails[position] = thumbnail
     for position in chosen:
-        image = results.images[position]
-        results.worst.append(
-            PredictedPicture(
-                name=image.name,
-                image=thumbnails[position],
-                boxes=image.boxes,
-                classes=image.classes,
-                scores=image.scores,
-                true_boxes=image.true_boxes,
-                true_classes=image.true_classes,
-            )
-        )
+        results.worst.append(_picture(results.images[position], thumbnails[position]))
     if results.images:
         coco = coco_metrics(
             [
@@ -204,16 +214,9 @@ def detect_test_split(
             list(class_names),
         )
         metrics = {
-            key: float(coco.stats[name])
-            for key, name in (
-                ("AP", "AP"),
-                ("AP50", "AP50"),
-                ("AP75", "AP75"),
-                ("APs", "AP_small"),
-                ("APm", "AP_medium"),
-                ("APl", "AP_large"),
-            )
-            if coco.stats.get(name) is not None
+            name: float(value)
+            for name, value in coco.stats.items()
+            if name in COCO_METRIC_NAMES and value is not None
         }
         results.scores = ModelScores(
             label=f"{results.model}, all {len(results.images)} test images",

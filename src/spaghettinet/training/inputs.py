@@ -533,24 +533,6 @@ def eval_dataset(
     return stream.with_options(_stream_options())
 
 
-def count_records(files: Sequence[str | Path]) -> int:
-    """Number of records in TFRecord files (reads them once; fine for the datasets this tool targets).
-
-    Args:
-        files: TFRecord paths.
-
-    Returns:
-        The record count.
-
-    Example:
-        >>> count_records(["train.record"])  # doctest: +SKIP
-        120
-    """
-    return int(
-        tf.data.TFRecordDataset([str(f) for f in files]).reduce(np.int64(0), lambda count, _: count + 1)
-    )
-
-
 def _stream_options():
     options = tf.data.Options()
     options.deterministic = True

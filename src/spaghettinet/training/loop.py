@@ -6,7 +6,7 @@ through ``experimental_distribute_dataset`` and ``strategy.run``, and each repli
 of replicas (Keras sums the replicas' gradients).
 
 Per step: the config's optimizer (momentum SGD as the reference, or Adam) on the reference loss (sigmoid focal +
-smooth L1, normalized by matches, plus the model's L2 regularization, spec §3), learning rate from the
+smooth L1, normalized by matches, plus the model's L2 regularization), learning rate from the
 cosine-with-warmup schedule; with ``use_moving_average`` the weight averages move after the step
 (``training/weight_averaging.py``) and evaluation uses them when ``eval_config.use_moving_averages`` asks. What a run decided
 (batch size, schedule length, warmup, QAT delay, seed) is kept in ``<model_dir>/train_state.json`` so that a rerun
@@ -20,28 +20,25 @@ non-finite loss (:class:`~spaghettinet.errors.DataError` naming the step; the la
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from spaghettinet.errors import DataError, UsageError
-from spaghettinet.io_utils import write_text_atomic
 from spaghettinet.tf_runtime import import_keras, import_tensorflow
+from spaghettinet.training.history import HISTORY_FILE, EvaluationRecord, LossRecord, MetricsHistory
+from spaghettinet.training.plan import STATE_FILE, TrainPlan
+from spaghettinet.training.time_budget import StepTimer, TimeBudget
 
 tf = import_tensorflow()
 keras = import_keras()
 
-STATE_FILE = "train_state.json"
-HISTORY_FILE = "metrics_history.json"
-#: Timed steps (after the first, traced one) used to measure speed for ``time_budget``.
-SPEED_MEASURE_STEPS = 3
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
 
@@ -72,73 +69,6 @@ def parse_duration(text: str | float | int) -> float:
     if seconds <= 0:
         raise UsageError(f"--time-budget must be positive, got {text!r}")
     return seconds
-
-
-@dataclass
-class TrainPlan:
-    """What this model directory's training does; saved as ``train_state.json`` and reused on resume.
-
-    Attributes:
-        batch_size: global batch size.
-        num_steps: step at which training ends.
-        total_steps: cosine schedule length.
-        warmup_steps / learning_rate_base / warmup_learning_rate / hold_base_rate_steps: the schedule.
-        quantization_delay: step at which QAT starts, or None (no ``graph_rewriter``).
-        seed: data order and augmentation seed.
-        time_budget_s: the budget the schedule was fitted to, if any.
-        measured_seconds_per_step: the speed used for that fit.
-        batch_size_reason: why this batch size.
-    """
-
-    batch_size: int
-    num_steps: int
-    total_steps: int
-    warmup_steps: int
-    learning_rate_base: float
-    warmup_learning_rate: float
-    hold_base_rate_steps: int = 0
-    quantization_delay: int | None = None
-    seed: int = 0
-    time_budget_s: float | None = None
-    measured_seconds_per_step: float | None = None
-    batch_size_reason: str = "from the pipeline config"
-
-    def fit_to_steps(self, steps: int, config, keep_quantization_delay: bool = False) -> None:
-        """Scale the schedule and QAT delay to ``steps`` the way the config scales them to its own length.
-
-        Args:
-            steps: the new length of the run.
-            config: the pipeline config whose schedule is scaled.
-            keep_quantization_delay: leave the QAT delay where it is (a refit after the switch has happened).
-        """
-        train = config.train
-        steps = max(1, int(steps))
-        reference_total = max(1, int(train.total_steps or train.num_steps or steps))
-        self.num_steps = steps
-        self.total_steps = steps
-        self.warmup_steps = min(steps, max(0, round(train.warmup_steps * steps / reference_total)))
-        self.hold_base_rate_steps = min(
-            steps - self.warmup_steps, round(train.hold_base_rate_steps * steps / reference_total)
-        )
-        if config.quantization is not None and not keep_quantization_delay:
-            # The config's own delay, scaled with the schedule: a user who moved it keeps its share of the run.
-            share = min(1.0, max(0.0, int(config.quantization.delay) / reference_total))
-            self.quantization_delay = min(steps, int(round(share * steps)))
-
-    def learning_rate(self, step: int) -> float:
-        """The learning rate at ``step`` (cosine decay with linear warmup, spec §3 "LR formula")."""
-        from spaghettinet.training.schedule import cosine_decay_with_warmup
-
-        return float(
-            cosine_decay_with_warmup(
-                step,
-                learning_rate_base=self.learning_rate_base,
-                total_steps=self.total_steps,
-                warmup_learning_rate=self.warmup_learning_rate,
-                warmup_steps=self.warmup_steps,
-                hold_base_rate_steps=self.hold_base_rate_steps,
-            )
-        )
 
 
 @dataclass
@@ -196,22 +126,6 @@ def _is_chief(strategy) -> bool:
     if resolver is None or not getattr(resolver, "task_type", None):
         return True
     return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
-
-
-def _read_plan(model_dir: Path) -> TrainPlan | None:
-    path = model_dir / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return TrainPlan(**json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError) as exc:
-        raise DataError(
-            f"is not a training state written by this tool ({exc}); delete it to start over", path
-        ) from exc
-
-
-def _write_plan(model_dir: Path, plan: TrainPlan) -> None:
-    write_text_atomic(model_dir / STATE_FILE, json.dumps(asdict(plan), indent=2) + "\n")
 
 
 class _InterruptFlag:
@@ -427,25 +341,112 @@ def _summary_images(model, batch, strategy, config, class_names, count: int = 3)
     return np.stack(drawn)
 
 
-def _metric(result, *names: str):
-    """Read a metric from a CocoResult whatever its attribute spelling (AP / ap / metrics['AP'])."""
-    for name in names:
-        for candidate in (name, name.lower()):
-            value = getattr(result, candidate, None)
-            if value is not None:
-                return float(value)
-        metrics = getattr(result, "metrics", None)
-        if isinstance(metrics, dict) and name in metrics:
-            return float(metrics[name])
-    return None
-
-
 def _resolve_config(config):
     if isinstance(config, str | Path):
         from spaghettinet.pipeline_config import read_config
 
         return read_config(config)
     return config
+
+
+def _plan_for(
+    model_dir: Path, config, batch_size, steps, seed: int, budget_s, model, strategy, record_check
+) -> tuple[TrainPlan, list[str]]:
+    """The run's plan: the saved one on a resume (with ``--batch-size`` / ``--steps`` applied), else a new one
+    from the config, the batch size asked for and ``--steps``; with what to tell the user."""
+    from spaghettinet.training.batch_size import choose_batch_size
+
+    messages = []
+    plan = TrainPlan.read(model_dir / STATE_FILE)
+    if plan is None:
+        if batch_size == "auto":
+            choice = choose_batch_size(
+                model,
+                config.model.input_size,
+                strategy.num_replicas_in_sync,
+                max_batch=max(1, record_check.usable),
+            )
+            chosen, reason = choice.batch_size, choice.reason
+        elif isinstance(batch_size, int):
+            chosen, reason = batch_size, "from --batch-size"
+        else:
+            chosen, reason = int(config.train.batch_size), "from the pipeline config"
+        train_cfg = config.train
+        plan = TrainPlan(
+            batch_size=chosen,
+            num_steps=int(train_cfg.num_steps),
+            total_steps=int(train_cfg.total_steps or train_cfg.num_steps),
+            warmup_steps=int(train_cfg.warmup_steps),
+            learning_rate_base=float(train_cfg.learning_rate_base),
+            warmup_learning_rate=float(train_cfg.warmup_learning_rate),
+            hold_base_rate_steps=int(train_cfg.hold_base_rate_steps),
+            quantization_delay=None if config.quantization is None else int(config.quantization.delay),
+            seed=int(seed),
+            time_budget_s=budget_s,
+            batch_size_reason=reason,
+        )
+        if steps is not None and int(steps) != plan.num_steps:
+            plan.fit_to_steps(int(steps), config)
+        messages.append(f"batch size {plan.batch_size} ({reason})")
+    else:
+        if isinstance(batch_size, int) and batch_size != plan.batch_size:
+            plan.batch_size, plan.batch_size_reason = batch_size, "from --batch-size (changed on resume)"
+        if steps is not None and int(steps) != plan.num_steps:
+            messages.append(
+                f"stopping at step {steps} instead of {plan.num_steps}; the learning-rate schedule is kept"
+            )
+            plan.num_steps = int(steps)
+    if plan.batch_size % strategy.num_replicas_in_sync:
+        raise UsageError(
+            f"batch size {plan.batch_size} is not a multiple of the {strategy.num_replicas_in_sync} replicas"
+        )
+    return plan, messages
+
+
+class _Checkpointer:
+    """Saves a checkpoint, and the metrics history with it, every N steps, every M minutes and at the end."""
+
+    def __init__(self, manager, history: MetricsHistory, history_path: Path, chief: bool, every, minutes):
+        self.manager = manager
+        self.history = history
+        self.history_path = history_path
+        self.chief = chief
+        self.every = every
+        self.minutes = minutes
+        self.last_saved = manager.latest_checkpoint
+        self.last_time = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        return bool(self.every and step % self.every == 0) or (
+            time.monotonic() - self.last_time >= self.minutes * 60
+        )
+
+    def save(self, step: int) -> str:
+        self.last_saved = self.manager.save(checkpoint_number=step)
+        self.last_time = time.monotonic()
+        if self.chief:
+            self.history.write(self.history_path)
+        return self.last_saved
+
+
+def _evaluate_during_training(model, config, averages, write_dir: Path, step: int, history, writer):
+    """COCO-evaluate the model now (with the weight averages when the config evaluates them), write
+    ``eval-<step>.json``, and record AP / AP50 in the history and TensorBoard."""
+    from spaghettinet.evaluation.evaluate import evaluate_model
+    from spaghettinet.training.summaries import write_scalar
+
+    out = write_dir / f"eval-{step}.json"
+    if averages is not None and config.eval.use_moving_averages:
+        with averages.swapped_in():
+            result = evaluate_model(model, config, out=out, step=step)
+    else:
+        result = evaluate_model(model, config, out=out, step=step)
+    history.evaluations.append(EvaluationRecord(step, result.ap, result.ap50))
+    with writer.as_default(step=step):
+        for name, value in (("AP", result.ap), ("AP50", result.ap50)):
+            if value is not None:
+                write_scalar(f"eval/{name}", value, step)
+    return result
 
 
 def train(
@@ -503,11 +504,11 @@ def train(
         >>> result.step, result.stopped
         (1830, 'time_budget')
     """
+    from spaghettinet.data.tfrecord import count_records
     from spaghettinet.model.detector import build_detector
     from spaghettinet.model.quantize import is_quantization_aware, set_quantization_aware
-    from spaghettinet.training.batch_size import choose_batch_size
     from spaghettinet.training.checkpoints import CHECKPOINT_NAME, TrainingState, make_checkpoint
-    from spaghettinet.training.inputs import check_records, count_records, record_files, train_dataset
+    from spaghettinet.training.inputs import check_records, record_files, train_dataset
     from spaghettinet.training.summaries import write_images, write_scalar
     from spaghettinet.training.weight_averaging import WeightAverages
 
@@ -570,55 +571,20 @@ def train(
             averages.reset()
     start_step = int(state.step.numpy())
 
-    plan = _read_plan(model_dir)
-    if plan is None:
-        if batch_size == "auto":
-            train_count = record_check.usable
-            choice = choose_batch_size(
-                model, settings.input_size, strategy.num_replicas_in_sync, max_batch=max(1, train_count)
-            )
-            chosen, reason = choice.batch_size, choice.reason
-        elif isinstance(batch_size, int):
-            chosen, reason = batch_size, "from --batch-size"
-        else:
-            chosen, reason = int(config.train.batch_size), "from the pipeline config"
-        train_cfg = config.train
-        plan = TrainPlan(
-            batch_size=chosen,
-            num_steps=int(train_cfg.num_steps),
-            total_steps=int(train_cfg.total_steps or train_cfg.num_steps),
-            warmup_steps=int(train_cfg.warmup_steps),
-            learning_rate_base=float(train_cfg.learning_rate_base),
-            warmup_learning_rate=float(train_cfg.warmup_learning_rate),
-            hold_base_rate_steps=int(train_cfg.hold_base_rate_steps),
-            quantization_delay=None if config.quantization is None else int(config.quantization.delay),
-            seed=int(seed),
-            time_budget_s=budget_s,
-            batch_size_reason=reason,
-        )
-        if steps is not None and int(steps) != plan.num_steps:
-            plan.fit_to_steps(int(steps), config)
-        messages.append(f"batch size {plan.batch_size} ({reason})")
-    else:
-        if isinstance(batch_size, int) and batch_size != plan.batch_size:
-            plan.batch_size, plan.batch_size_reason = batch_size, "from --batch-size (changed on resume)"
-        if steps is not None and int(steps) != plan.num_steps:
-            messages.append(
-                f"stopping at step {steps} instead of {plan.num_steps}; the learning-rate schedule is kept"
-            )
-            plan.num_steps = int(steps)
-    if plan.batch_size % strategy.num_replicas_in_sync:
-        raise UsageError(
-            f"batch size {plan.batch_size} is not a multiple of the {strategy.num_replicas_in_sync} replicas"
-        )
-    if chief:
-        _write_plan(model_dir, plan)
-    fit_pending = (
-        budget_s is not None and plan.measured_seconds_per_step is None and start_step < plan.num_steps
+    plan, plan_messages = _plan_for(
+        model_dir, config, batch_size, steps, seed, budget_s, model, strategy, record_check
     )
-    # Quantization-aware steps are slower than float ones: a run whose schedule was fitted to the float speed is
-    # fitted once more, to the remaining time, after QAT has been timed.
-    refit_after_switch = fit_pending and config.quantization is not None
+    messages.extend(plan_messages)
+    if chief:
+        plan.write(model_dir / STATE_FILE)
+    budget = None
+    if budget_s is not None:
+        budget = TimeBudget(
+            budget_s,
+            started,
+            fit_pending=plan.measured_seconds_per_step is None and start_step < plan.num_steps,
+            refit_after_qat=config.quantization is not None,
+        )
 
     def qat_due(step: int) -> bool:
         return plan.quantization_delay is not None and step >= plan.quantization_delay
@@ -640,8 +606,7 @@ def train(
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     writer = tf.summary.create_file_writer(str(write_dir / "train"))
     history_path = model_dir / HISTORY_FILE
-    history = json.loads(history_path.read_text(encoding="utf-8")) if history_path.is_file() else []
-    history = [entry for entry in history if entry.get("step", 0) <= start_step]
+    history = MetricsHistory.read(history_path).up_to(start_step)
     from spaghettinet.evaluation.evaluate import class_names as read_class_names
 
     class_names = read_class_names(config)
@@ -652,37 +617,13 @@ def train(
 
     step = start_step
     stopped = "completed"
-    last_saved = manager.latest_checkpoint
-    last_save_time = time.monotonic()
-    deadline = None if budget_s is None else started + budget_s
-    eval_reserve_s = 0.0
-    timed_seconds, timed_steps, first_timed = 0.0, 0, True
+    timer = StepTimer()
+    checkpoints = _Checkpointer(manager, history, history_path, chief, checkpoint_every, checkpoint_minutes)
     losses: dict = {}
     evaluation = None
 
-    def save() -> str:
-        nonlocal last_saved, last_save_time
-        last_saved = manager.save(checkpoint_number=step)
-        last_save_time = time.monotonic()
-        if chief:
-            write_text_atomic(history_path, json.dumps(history, indent=1) + "\n")
-        return last_saved
-
-    def run_evaluation() -> object:
-        from spaghettinet.evaluation.evaluate import evaluate_model
-
-        if averages is not None and config.eval.use_moving_averages:
-            with averages.swapped_in():
-                result = evaluate_model(model, config, out=write_dir / f"eval-{step}.json", step=step)
-        else:
-            result = evaluate_model(model, config, out=write_dir / f"eval-{step}.json", step=step)
-        entry = {"step": step, "AP": _metric(result, "AP", "map"), "AP50": _metric(result, "AP50", "map50")}
-        history.append(entry)
-        with writer.as_default(step=step):
-            for name in ("AP", "AP50"):
-                if entry[name] is not None:
-                    write_scalar(f"eval/{name}", entry[name], step)
-        return result
+    def run_evaluation():
+        return _evaluate_during_training(model, config, averages, write_dir, step, history, writer)
 
     try:
         with _InterruptFlag() as interrupt:
@@ -693,16 +634,16 @@ def train(
                 if run_steps is not None and step - start_step >= run_steps:
                     stopped = "run_steps"
                     break
-                if deadline is not None and time.monotonic() + eval_reserve_s >= deadline:
+                if budget is not None and budget.spent(time.monotonic()):
                     stopped = "time_budget"
                     break
                 if qat_due(step) and not is_quantization_aware(model):
                     set_quantization_aware(model, True)
                     state.quantization_aware.assign(1)
                     train_step = _build_train_step(model, optimizer, strategy, config, averages)
-                    first_timed = True
-                    if refit_after_switch and not fit_pending:
-                        fit_pending, timed_seconds, timed_steps = True, 0.0, 0
+                    timer.retraced()
+                    if budget is not None:
+                        budget.after_qat_switch(timer)
                     progress.note(f"step {step}: switching to quantization-aware training")
                     messages.append(f"quantization-aware training from step {step}")
                 learning_rate = plan.learning_rate(step)
@@ -712,11 +653,8 @@ def train(
                 losses = train_step(batch)
                 total = float(losses["total"].numpy())
                 if not math.isfinite(total):
-                    kept = (
-                        f"the last good checkpoint {last_saved} is kept"
-                        if last_saved
-                        else "no checkpoint was written"
-                    )
+                    last = checkpoints.last_saved
+                    kept = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written"
                     raise DataError(
                         f"training loss became {total} at step {step + 1}; stopped without saving ({kept}). "
                         "Lower train_config learning_rate_base or check the boxes in the records",
@@ -725,38 +663,36 @@ def train(
                 step += 1
                 state.step.assign(step)
                 state.examples_seen.assign_add(plan.batch_size)
-                elapsed = time.monotonic() - step_started
-                if first_timed:  # the first step after a (re)trace measures tracing, not speed
-                    first_timed = False
-                else:
-                    timed_seconds += elapsed
-                    timed_steps += 1
-                seconds_per_step = timed_seconds / timed_steps if timed_steps else None
-                images_per_second = plan.batch_size / seconds_per_step if seconds_per_step else None
+                timer.add(time.monotonic() - step_started)
 
-                if fit_pending and timed_steps >= SPEED_MEASURE_STEPS:
-                    fit_pending = False
-                    eval_images = count_records(record_files(config, "eval")) if evaluate_at_end else 0
-                    # Evaluation runs a forward pass only (~1/3 of a train step per image) plus one trace.
-                    eval_reserve_s = min(
-                        0.2 * budget_s, 20.0 + eval_images * seconds_per_step / plan.batch_size / 3
+                if budget is not None and budget.fit_due(timer):
+                    eval_images = (
+                        sum(count_records(f) for f in record_files(config, "eval")) if evaluate_at_end else 0
                     )
-                    affordable = step + int((deadline - time.monotonic() - eval_reserve_s) / seconds_per_step)
-                    fitted = max(step + 1, min(affordable, int(steps) if steps is not None else affordable))
-                    plan.fit_to_steps(fitted, config, keep_quantization_delay=is_quantization_aware(model))
-                    plan.measured_seconds_per_step = seconds_per_step
+                    fitted = budget.fit(
+                        time.monotonic(),
+                        step,
+                        plan,
+                        config,
+                        timer,
+                        eval_images,
+                        steps,
+                        is_quantization_aware(model),
+                    )
                     if chief:
-                        _write_plan(model_dir, plan)
+                        plan.write(model_dir / STATE_FILE)
+                    qat_note = (
+                        f", QAT from step {plan.quantization_delay}"
+                        if plan.quantization_delay is not None
+                        else ""
+                    )
                     progress.note(
-                        f"{seconds_per_step:.2f} s/step measured: schedule fitted to {fitted} steps"
-                        + (
-                            f", QAT from step {plan.quantization_delay}"
-                            if plan.quantization_delay is not None
-                            else ""
-                        )
+                        f"{timer.seconds_per_step:.2f} s/step measured: schedule fitted to {fitted} steps{qat_note}"
                     )
                     messages.append(f"schedule fitted to {fitted} steps for the time budget")
 
+                seconds_per_step = timer.seconds_per_step
+                images_per_second = timer.images_per_second(plan.batch_size)
                 eta = (plan.num_steps - step) * seconds_per_step if seconds_per_step else None
                 progress.update(step, plan.num_steps, total, images_per_second, eta)
                 if step % log_every == 0 or step == plan.num_steps:
@@ -766,7 +702,7 @@ def train(
                         write_scalar("learning_rate", learning_rate, step)
                         if images_per_second:
                             write_scalar("images_per_second", images_per_second, step)
-                    history.append({"step": step, "loss": total, "learning_rate": learning_rate})
+                    history.losses.append(LossRecord(step, total, learning_rate))
                 if chief and step % image_every == 0:
                     with writer.as_default(step=step):
                         write_images(
@@ -774,25 +710,19 @@ def train(
                             _summary_images(model, batch, strategy, config, class_names),
                             step,
                         )
-                if (checkpoint_every and step % checkpoint_every == 0) or (
-                    time.monotonic() - last_save_time >= checkpoint_minutes * 60
-                ):
-                    save()
+                if checkpoints.due(step):
+                    checkpoints.save(step)
                 if eval_every and step % eval_every == 0 and step < plan.num_steps:
                     evaluation = run_evaluation()
-            if step > start_step or last_saved is None:
-                save()
+            if step > start_step or checkpoints.last_saved is None:
+                checkpoints.save(step)
             if interrupt.raised:
                 stopped = "interrupted"
         writer.flush()
-        if (
-            evaluate_at_end
-            and stopped != "interrupted"
-            and not any(entry.get("step") == step and "AP50" in entry for entry in history)
-        ):
+        if evaluate_at_end and stopped != "interrupted" and not history.evaluated_at(step):
             evaluation = run_evaluation()
             if chief:
-                write_text_atomic(history_path, json.dumps(history, indent=1) + "\n")
+                history.write(history_path)
     finally:
         progress.close()
         writer.close()
@@ -800,12 +730,12 @@ def train(
     return TrainResult(
         model_dir=model_dir,
         step=step,
-        checkpoint=last_saved,
+        checkpoint=checkpoints.last_saved,
         stopped=stopped,
         resumed_from_step=start_step,
         quantization_aware=is_quantization_aware(model),
         final_loss=float(losses["total"].numpy()) if losses else None,
-        images_per_second=(plan.batch_size * timed_steps / timed_seconds) if timed_seconds else None,
+        images_per_second=timer.images_per_second(plan.batch_size),
         evaluation=evaluation,
         plan=plan,
         messages=messages,
