@@ -82,7 +82,7 @@ def test_config_writes_a_complete_config_for_the_data(dataset, monkeypatch):
         again.train.optimizer == "adam" and again.train.use_moving_average and again.eval.use_moving_averages
     )
     names = [option.proto_name for option in again.train.data_augmentation_options]
-    assert names == ["random_horizontal_flip", "ssd_random_crop"]
+    assert names == ["random_horizontal_flip", "random_self_concat_image", "ssd_random_crop"]
     # Every choice is explained in a comment block the reader skips.
     text = (dataset / "pipeline.config").read_text()
     assert "# - quantization-aware training from step 850, the last 15 % of the steps" in text.replace(

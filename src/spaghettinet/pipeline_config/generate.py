@@ -1,7 +1,8 @@
 """Generate a complete ``pipeline.config`` for a dataset: what ``spaghettinet config`` writes.
 
-The zoo's config trains on COCO with batch 512 for 400k steps on a TPU pod (spec §3); copying it is the seed's
-"OUT OF MEMORY, scale accordingly" trap. We keep every model value of the reference and size training for the data,
+The zoo's config (tensorflow/models ``research/object_detection/configs/tf1/
+ssd_spaghettinet_edgetpu_320x320_coco17_sync_4x4.config``) trains on COCO with batch 512 for 400k steps on 32
+synchronous replicas; copying it onto one machine runs out of memory. We keep every model value of the reference and size training for the data,
 in the TF Object Detection API's own fields so that the file stays readable and editable. The rules, each measured
 on the 149 microcontroller photos (4 similar classes, from scratch, ``benchmarks/bench_peer.py``):
 
@@ -18,10 +19,12 @@ on the 149 microcontroller photos (4 similar classes, from scratch, ``benchmarks
 * quantization-aware training for the last 15 % of the steps only: QAT is a fine-tuning phase; starting it at
   10 % as the zoo does (40k of 400k steps) made 90 % of a short run train through fake quantization before the
   float model had learned anything (AP50 0.08 against 0.36 float-only);
-* augmentation: the zoo's flip and SSD random crop. Adding brightness, contrast, saturation and hue jitter (the
-  proto's default ranges) gave no gain in 600 steps (AP50 0.41 both, AP 0.22 against 0.24) and costs input time;
-  a zoom-out (``random_pad_image`` before the crop) lost (AP50 0.34). Every other step of the TF OD API can be
-  added to the written file.
+* augmentation: the zoo's flip and SSD random crop, with ``random_self_concat_image`` between them (each copy
+  half the time; the TF OD API's nearest step to mosaic): many more, smaller objects per picture. Side by side on
+  one machine, 20 minutes from scratch each: AP 0.38 / AP50 0.58 with it against 0.28 / 0.46 without. Adding
+  brightness, contrast, saturation and hue jitter (the proto's default ranges) gave no gain in 600 steps (AP50
+  0.41 both) and costs input time; a zoom-out (``random_pad_image`` before the crop) lost (AP50 0.34). Every
+  other step of the TF OD API can be added to the written file.
 
 Every choice and its reason is written as a comment block at the top of the file.
 """
@@ -45,6 +48,9 @@ from .settings import (
     ModelSettings,
     PipelineConfig,
     QuantizationSettings,
+    RandomHorizontalFlip,
+    RandomSelfConcatImage,
+    SsdRandomCrop,
     TrainSettings,
 )
 from .validate import MAX_INPUT_SIZE, MIN_INPUT_SIZE
@@ -60,6 +66,12 @@ CPU_BATCH_SIZE = 8
 GPU_BATCH_SIZE = 16
 TARGET_EPOCHS = 50
 MIN_STEPS = 1000
+#: Flip, a copy of the image beside and/or below itself (each half the time), then the SSD random crop.
+GENERATED_AUGMENTATION: tuple[AugmentationOption, ...] = (
+    RandomHorizontalFlip(),
+    RandomSelfConcatImage(concat_vertical_probability=0.5, concat_horizontal_probability=0.5),
+    SsdRandomCrop(),
+)
 
 
 @dataclass
@@ -157,8 +169,10 @@ def plan_training(
         "40k of 400k, a short run never learns)"
     )
     reasons.append(
-        "augmentation: horizontal flip and the SSD random crop (the zoo's); any other data_augmentation_options "
-        "step of the TF Object Detection API can be added here"
+        "augmentation: horizontal flip, the image beside and/or below a copy of itself (random_self_concat_image, "
+        "each half the time: more, smaller objects per picture; AP 0.38 against 0.28 without it on 149 photos), "
+        "then the SSD random crop (the zoo's); any other data_augmentation_options step of the TF Object "
+        "Detection API can be added here"
     )
     return TrainingPlan(
         num_train_examples=num_train_examples,
@@ -169,6 +183,7 @@ def plan_training(
         warmup_learning_rate=warmup_learning_rate,
         warmup_steps=warmup_steps,
         quantization_delay=delay,
+        augmentation=GENERATED_AUGMENTATION,
         reasons=reasons,
     )
 
