@@ -74,7 +74,8 @@ def run_format(data_dir: Path, workdir: Path, args) -> dict:
     int8 = next((value for label, value in scores.items() if "int8" in label.lower()), {})
     return {
         "seconds": round(time.perf_counter() - started, 1),
-        "int8_model": str(result.int8_model) if result.int8_model else None,
+        # Relative to the run's folder: the results name no path of the machine they were measured on.
+        "int8_model": result.int8_model.relative_to(workdir).as_posix() if result.int8_model else None,
         "int8_AP": int8.get("AP"),
         "int8_AP50": int8.get("AP50"),
         "scores": scores,
