@@ -34,10 +34,11 @@ def check_object(
     data: object,
     what: str,
     required: Iterable[str],
-    optional: Iterable[str] = (),
+    optional: Iterable[str] | None = (),
     source: str | Path | None = None,
 ) -> Mapping:
-    """Check that ``data`` is a JSON object with every ``required`` key and no key outside ``required + optional``.
+    """Check that ``data`` is a JSON object with every ``required`` key and no key outside ``required + optional``
+    (any other key when ``optional`` is None: a part of a larger object whose owner checks the rest).
 
     Args:
         data: the parsed JSON value.
@@ -59,8 +60,8 @@ def check_object(
         raise DataError(f"{what} is not a JSON object (found {type(data).__name__})", source)
     required = list(required)
     missing = [key for key in required if key not in data]
-    known = set(required) | set(optional)
-    unknown = sorted(str(key) for key in data if key not in known)
+    known = set(required) | set(optional or ())
+    unknown = [] if optional is None else sorted(str(key) for key in data if key not in known)
     if missing or unknown:
         parts = []
         if missing:

@@ -144,13 +144,7 @@ class CocoResult:
             DataError: a missing field, a metric name nothing writes, or a value of the wrong type; the message
                 names ``source``.
         """
-        check_object(
-            data,
-            "the COCO result",
-            RESULT_FIELDS,
-            optional=data.keys() if isinstance(data, Mapping) else (),
-            source=source,
-        )
+        check_object(data, "the COCO result", RESULT_FIELDS, optional=None, source=source)
         metrics = check_object(data["metrics"], "the COCO metrics", STAT_NAMES, source=source)
         stats = {name: number_or_none(metrics[name], f"metric {name}", source) for name in STAT_NAMES}
 
