@@ -1131,7 +1131,6 @@ def _class_names_from_label_map(path: Path, missing: list[str]) -> list[str]:
     if not path.is_file():
         return []
     from spaghettinet.data.labelmap import read_label_map
-    from spaghettinet.errors import SpaghettiError
 
     try:
         return list(read_label_map(path).names)
@@ -1248,7 +1247,6 @@ def _problem_text(entry: object) -> str:
 def _training_from(workdir: Path, missing: list[str]) -> TrainingFacts | None:
     """How the model was trained, from ``pipeline.config``, ``train_state.json``, the metrics history and the
     recorded start (``.spaghettinet/start.json``)."""
-    from spaghettinet.errors import SpaghettiError
     from spaghettinet.pipeline_config import read_config
 
     training_dir = workdir / "training"
@@ -1368,7 +1366,6 @@ def add_test_results(inputs: ReportInputs, workdir: str | Path) -> None:
         inputs: report inputs loaded from ``workdir`` (its class names and export report are used).
         workdir: the run's folder.
     """
-    from spaghettinet.errors import SpaghettiError
 
     from .split_detections import detect_test_split
 
