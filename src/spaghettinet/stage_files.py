@@ -101,3 +101,47 @@ def number_or_none(value: object, what: str, source: str | Path | None = None) -
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DataError(f"{what} is {value!r}, not a number", source)
     return float(value)
+
+
+_KIND_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+}
+
+
+def typed_field(data: Mapping, key: str, kind: type, what: str, source=None, nullable: bool = False):
+    """``data[key]`` checked to be of JSON type ``kind`` (``bool``, ``int``, ``float``, ``str``, ``list``,
+    ``dict``); ``float`` accepts integers, ``int`` refuses booleans.
+
+    Raises:
+        DataError: the value has another type (the message names the key and ``what``).
+
+    Example:
+        >>> typed_field({"seed": 3}, "seed", int, "split.json")
+        3
+    """
+    value = data[key]
+    if value is None and nullable:
+        return None
+    accepted = (int, float) if kind is float else kind
+    if isinstance(value, accepted) and (kind is bool or not isinstance(value, bool)):
+        return float(value) if kind is float else value
+    raise DataError(f"{what}: {key} is {value!r}, not {_KIND_NAMES.get(kind, kind.__name__)}", source)
+
+
+def count_table(data: Mapping, key: str, what: str, source=None) -> dict[str, int]:
+    """``data[key]`` checked to be a JSON object of integer counts (``{"Arduino_Nano": 43, ...}``).
+
+    Raises:
+        DataError: not an object, or a count that is not an integer.
+
+    Example:
+        >>> count_table({"counts": {"error": 0}}, "counts", "validation.json")
+        {'error': 0}
+    """
+    table = typed_field(data, key, dict, what, source)
+    return {str(name): typed_field(table, name, int, f"{what} {key}", source) for name in table}

@@ -43,6 +43,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spaghettinet.data.problems import Problem
+from spaghettinet.data.validation_file import VALIDATION_FILE, ValidationFile
 from spaghettinet.errors import DataError, SpaghettiError, UsageError
 from spaghettinet.io_utils import write_text_atomic
 
@@ -179,7 +181,7 @@ class RunResult:
         detections_picture: a picture of test images with the model's detections, if written.
         interrupted: training was interrupted (rerun to continue).
         excluded: the validation errors whose files were left out (``images/validation.json``'s ``excluded``),
-            each a dict with ``file``, ``kind`` and ``message``.
+            each a :class:`~spaghettinet.data.problems.Problem`.
     """
 
     workdir: Path
@@ -192,7 +194,7 @@ class RunResult:
     report_html: Path | None = None
     detections_picture: Path | None = None
     interrupted: bool = False
-    excluded: list[dict] = field(default_factory=list)
+    excluded: tuple[Problem, ...] = ()
 
     def status_of(self, name: str) -> str | None:
         """The status of stage ``name`` in this run (None if it was not reached)."""
@@ -212,13 +214,8 @@ def _validate(settings: RunSettings, log) -> str:
     )
     errors = report.errors
     left_out = report.images_found - len(report.pairs)
-    summary = report.to_dict() | {
-        "excluded": [problem.to_dict() for problem in errors],
-        "images_left_out": left_out,
-        "strict": settings.strict,
-    }
-    json_path = settings.images / "validation.json"
-    write_text_atomic(json_path, json.dumps(summary, indent=2) + "\n")
+    json_path = settings.images / VALIDATION_FILE
+    ValidationFile.from_report(report, settings.strict).write(json_path)
     if errors:
         listing = "\n".join(f"  {problem.file}: {problem.message}" for problem in errors)
         share = left_out / report.images_found if report.images_found else 1.0
@@ -907,14 +904,15 @@ def _fill_results(settings: RunSettings, result: RunResult) -> None:
             result.latency_ms = row.median_ms
 
 
-def _excluded(settings: RunSettings) -> list[dict]:
-    """The validation errors of the last validate stage (``images/validation.json``), [] when none or unreadable."""
+def _excluded(settings: RunSettings) -> tuple[Problem, ...]:
+    """The validation errors of the last validate stage (``images/validation.json``), () when none or unreadable."""
+    path = settings.images / VALIDATION_FILE
+    if not path.is_file():
+        return ()
     try:
-        data = json.loads((settings.images / "validation.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    excluded = data.get("excluded") if isinstance(data, dict) else None
-    return [entry for entry in excluded if isinstance(entry, dict)] if isinstance(excluded, list) else []
+        return ValidationFile.read(path).excluded
+    except DataError:
+        return ()
 
 
 def demo(

@@ -162,8 +162,8 @@ def test_run_leaves_a_truncated_photo_out_lists_it_everywhere_and_goes_on(tmp_pa
     assert photo.read_bytes() == original and (data_dir / f"{photo.stem}.xml").is_file()  # never touched
     split_names = {p.name for p in (work / "images").glob("t*/*.jpg")}
     assert len(split_names) == 8 and photo.name not in split_names
-    assert [entry["file"] for entry in result.excluded] == [str(photo)]
-    assert "does not decode" in result.excluded[0]["message"]
+    assert [problem.file for problem in result.excluded] == [photo]
+    assert "does not decode" in result.excluded[0].message
     assert any(line.startswith(f"  left out: {photo}: image does not decode") for line in lines)
     validation = json.loads((work / "images" / "validation.json").read_text())
     assert validation["images_left_out"] == 1 and validation["excluded"][0]["file"] == str(photo)

@@ -93,7 +93,7 @@ def _print_result(result) -> None:
         if value is not None:
             console.print(f"{label}: {value}", highlight=False, markup=False)
     if result.excluded:
-        files = len({entry.get("file") for entry in result.excluded})
+        files = len({problem.file for problem in result.excluded})
         console.print(
             f"left out: {files} file(s) with {len(result.excluded)} validation error(s), listed above, in "
             f"{result.workdir / 'images' / 'validation.json'} and in the report (`--strict` stops at them instead)",

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from spaghettinet.errors import DataError
+from spaghettinet.stage_files import check_object, typed_field
 
 ERROR = "error"
 WARNING = "warning"
@@ -40,6 +41,24 @@ class Problem:
         data = asdict(self)
         data["file"] = str(self.file)
         return data
+
+    @classmethod
+    def from_dict(cls, data: object, source: str | Path | None = None) -> Problem:
+        """The problem :meth:`to_dict` wrote (as stage files hold it).
+
+        Raises:
+            DataError: a key missing or unknown, a value that is not a string, an unknown severity.
+        """
+        what = "a problem record"
+        check_object(data, what, ("file", "kind", "severity", "message"), source=source)
+        values = {
+            key: typed_field(data, key, str, what, source) for key in ("file", "kind", "severity", "message")
+        }
+        if values["severity"] not in SEVERITIES:
+            raise DataError(
+                f"{what}: severity {values['severity']!r} is not one of {', '.join(SEVERITIES)}", source
+            )
+        return cls(Path(values["file"]), values["kind"], values["severity"], values["message"])
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.file}: {self.message} [{self.kind}]"

@@ -22,14 +22,108 @@ import os
 import random
 import shutil
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from spaghettinet.data.problems import Problem
 from spaghettinet.data.validate import CheckedPair, validate
 from spaghettinet.data.voc import voc_xml_text
-from spaghettinet.errors import UsageError
+from spaghettinet.errors import DataError, UsageError
 from spaghettinet.io_utils import atomic_path, write_text_atomic
+from spaghettinet.stage_files import check_object, check_version, count_table, read_json_file, typed_field
+
+SPLIT_FILE = "split.json"
+#: Version 1 added ``version``; version 0 files hold the same keys without it.
+SPLIT_FILE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """The content of ``split.json``: how a folder was split, and what was left out.
+
+    Attributes:
+        data_dir / annotations_dir / format: what was split.
+        test_fraction / seed: the split's settings.
+        train / test: the stems in each split, sorted.
+        images_per_class: ``{"train": {class: images}, "test": {...}}``.
+        excluded: the errors whose files are in neither split.
+
+    Example:
+        >>> saved = SplitFile("photos", None, "voc", 0.2, 0, ("a",), ("b",), {"train": {}, "test": {}}, ())
+        >>> SplitFile.from_dict(saved.to_dict()) == saved
+        True
+    """
+
+    data_dir: str
+    annotations_dir: str | None
+    format: str
+    test_fraction: float
+    seed: int
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    images_per_class: dict[str, dict[str, int]]
+    excluded: tuple[Problem, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "version": SPLIT_FILE_VERSION,
+            "data_dir": self.data_dir,
+            "annotations_dir": self.annotations_dir,
+            "format": self.format,
+            "test_fraction": self.test_fraction,
+            "seed": self.seed,
+            "train": list(self.train),
+            "test": list(self.test),
+            "images_per_class": {split: dict(counts) for split, counts in self.images_per_class.items()},
+            "excluded": [problem.to_dict() for problem in self.excluded],
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, source: str | Path | None = None) -> SplitFile:
+        """Read a ``split.json`` payload.
+
+        Raises:
+            DataError: a key missing or unknown, a newer format version, a value of the wrong type; the message
+                names ``source``.
+        """
+        what = Path(source).name if source is not None else SPLIT_FILE
+        if not isinstance(data, Mapping):
+            raise DataError(f"{what} is not a JSON object", source)
+        version = check_version(data, what, SPLIT_FILE_VERSION, source)
+        keys = ["data_dir", "annotations_dir", "format", "test_fraction", "seed", "train", "test"]
+        keys += ["images_per_class", "excluded"] + (["version"] if version else [])
+        check_object(data, what, keys, source=source)
+        stems = {}
+        for split in ("train", "test"):
+            stems[split] = tuple(
+                typed_field({"stem": stem}, "stem", str, f"{what} {split}", source)
+                for stem in typed_field(data, split, list, what, source)
+            )
+        per_class = typed_field(data, "images_per_class", dict, what, source)
+        check_object(per_class, f"{what} images_per_class", ("train", "test"), source=source)
+        images_per_class = {
+            split: count_table(per_class, split, f"{what} images_per_class", source)
+            for split in ("train", "test")
+        }
+        return cls(
+            data_dir=typed_field(data, "data_dir", str, what, source),
+            annotations_dir=typed_field(data, "annotations_dir", str, what, source, nullable=True),
+            format=typed_field(data, "format", str, what, source),
+            test_fraction=typed_field(data, "test_fraction", float, what, source),
+            seed=typed_field(data, "seed", int, what, source),
+            images_per_class=images_per_class,
+            excluded=tuple(
+                Problem.from_dict(entry, source)
+                for entry in typed_field(data, "excluded", list, what, source)
+            ),
+            **stems,
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> SplitFile:
+        """Read a ``split.json`` file (see :meth:`from_dict`)."""
+        return cls.from_dict(read_json_file(path), path)
 
 
 @dataclass(frozen=True)
@@ -200,16 +294,16 @@ def split(
         for name, stems in (("train", train), ("test", test))
     }
     excluded = report.errors
-    summary = {
-        "data_dir": str(data_dir),
-        "annotations_dir": None if annotations_dir is None else str(annotations_dir),
-        "format": report.format,
-        "test_fraction": test_fraction,
-        "seed": seed,
-        "train": train,
-        "test": test,
-        "images_per_class": class_counts,
-        "excluded": [p.to_dict() for p in excluded],
-    }
-    write_text_atomic(out / "split.json", json.dumps(summary, indent=2) + "\n")
+    summary = SplitFile(
+        data_dir=str(data_dir),
+        annotations_dir=None if annotations_dir is None else str(annotations_dir),
+        format=report.format,
+        test_fraction=float(test_fraction),
+        seed=int(seed),
+        train=tuple(train),
+        test=tuple(test),
+        images_per_class=class_counts,
+        excluded=tuple(excluded),
+    )
+    write_text_atomic(out / SPLIT_FILE, json.dumps(summary.to_dict(), indent=2) + "\n")
     return SplitResult(out, train, test, excluded, report.problems, class_counts)

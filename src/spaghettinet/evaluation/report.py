@@ -36,6 +36,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from spaghettinet.data.problems import ERROR, WARNING
+from spaghettinet.data.split import SPLIT_FILE, SplitFile
+from spaghettinet.data.validation_file import VALIDATION_FILE, ValidationFile
 from spaghettinet.errors import SpaghettiError
 from spaghettinet.io_utils import atomic_path, write_bytes_atomic, write_text_atomic
 from spaghettinet.training.history import HISTORY_FILE, MetricsHistory
@@ -1205,43 +1208,20 @@ def _dataset_from(workdir: Path, missing: list[str]) -> tuple[DatasetSummary | N
         else:
             count = len({row.get("filename") for row in rows})
         summary.split_images[split] = count
-    split_json = _read_json(images_dir / "split.json", missing)
-    if isinstance(split_json, Mapping):
-        found = True
-        for key in ("excluded", "errors"):
-            for entry in split_json.get(key, []) or []:
-                summary.errors.append(_problem_text(entry))
-        for entry in split_json.get("warnings", []) or []:
-            summary.warnings.append(_problem_text(entry))
-    validation = _read_json(workdir / "images" / "validation.json", missing)
-    if isinstance(validation, Mapping):
-        found = True
-        for entry in validation.get("excluded", []) or []:
-            if _problem_text(entry) not in summary.errors:
-                summary.errors.append(_problem_text(entry))
-        for entry in validation.get("problems", []) or []:
-            severity = (
-                str(entry.get("severity", entry.get("level", "warning"))).lower()
-                if isinstance(entry, Mapping)
-                else "warning"
-            )
-            if severity == "error":
-                if _problem_text(entry) not in summary.errors:
-                    summary.errors.append(_problem_text(entry))
-            elif severity == "warning":
-                summary.warnings.append(_problem_text(entry))
+    split_file = _read_stage_file(SplitFile.read, images_dir / SPLIT_FILE, missing)
+    validation = _read_stage_file(ValidationFile.read, images_dir / VALIDATION_FILE, missing)
+    problems = [*(split_file.excluded if split_file else ()), *(validation.problems if validation else ())]
+    found = found or split_file is not None or validation is not None
+    for problem in problems:
+        text = f"{problem.file}: {problem.message}"
+        if problem.severity == ERROR and text not in summary.errors:
+            summary.errors.append(text)
+        elif problem.severity == WARNING:
+            summary.warnings.append(text)
     if not found:
         return None, train_boxes
     summary.images = sum(summary.split_images.values())
     return summary, train_boxes
-
-
-def _problem_text(entry: object) -> str:
-    if isinstance(entry, Mapping):
-        path = entry.get("path") or entry.get("file") or entry.get("image") or ""
-        message = entry.get("message") or entry.get("reason") or entry.get("kind") or ""
-        return f"{path}: {message}" if path else str(message)
-    return str(entry)
 
 
 def _training_from(workdir: Path, missing: list[str]) -> TrainingFacts | None:
