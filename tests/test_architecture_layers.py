@@ -14,18 +14,25 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "spaghettinet"
 
 #: Lowest first. Files at the package root that every layer may use are the base layer.
 LAYERS = ("base", "data", "pipeline_config", "model", "training", "deploy", "evaluation", "workflow", "cli")
-BASE_MODULES = {"errors", "io_utils", "stage_files", "textformat", "tf_runtime", "__init__", "__main__"}
+BASE_MODULES = {
+    "drawing",
+    "errors",
+    "io_utils",
+    "stage_files",
+    "textformat",
+    "tf_runtime",
+    "__init__",
+    "__main__",
+}
 
 #: Upward imports not yet removed: (importing file, imported module). Remove an entry with the import.
 KNOWN_UPWARD = {
-    # Export scores its files with the COCO evaluator; predict draws with the report's drawing code.
+    # Export scores its files with the COCO evaluator.
     ("deploy/export.py", "spaghettinet.evaluation.coco"),
-    ("deploy/predict.py", "spaghettinet.evaluation.visualize"),
     # `config` prints how well the anchors cover the boxes.
     ("pipeline_config/coverage.py", "spaghettinet.evaluation.anchor_coverage"),
-    # The trainer evaluates at its end and every --eval-every steps, and writes sample pictures.
+    # The trainer evaluates at its end and every --eval-every steps.
     ("training/loop.py", "spaghettinet.evaluation.evaluate"),
-    ("training/loop.py", "spaghettinet.evaluation.visualize"),
 }
 
 

@@ -8,19 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spaghettinet.drawing import class_colour, draw_detections, image_grid, plain_label
 from spaghettinet.evaluation.visualize import (
     CONFUSED_COLOUR,
     CORRECT_COLOUR,
     FALSE_COLOUR,
     MISSED_COLOUR,
-    class_colour,
     confusion_matrix_png,
-    draw_detections,
     draw_errors,
-    image_grid,
     label_distribution_png,
     line_chart_png,
-    plain_label,
     precision_recall_png,
 )
 

@@ -101,7 +101,7 @@ def predict(
         >>> predict("exported/model_int8.tflite", ["photos/"], "predictions")  # doctest: +SKIP
     """
     from spaghettinet.deploy.runtime import TfliteDetector, resize_for_model
-    from spaghettinet.evaluation.visualize import class_label, draw_detections
+    from spaghettinet.drawing import class_label, draw_detections
 
     if not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold must be in [0, 1], got {threshold}")

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from spaghettinet import drawing
 from spaghettinet.data.problems import ERROR, WARNING
 from spaghettinet.data.split import SPLIT_FILE, SplitFile
 from spaghettinet.data.validation_file import VALIDATION_FILE, ValidationFile
@@ -687,7 +688,7 @@ def _pictures_section(inputs: ReportInputs) -> Section:
         drawn = []
         for picture in inputs.test_pictures[:MAX_TEST_PICTURES]:
             drawn.append(
-                visualize.draw_detections(
+                drawing.draw_detections(
                     _cell_image(picture.image),
                     picture.boxes,
                     picture.classes,
@@ -698,12 +699,12 @@ def _pictures_section(inputs: ReportInputs) -> Section:
                     min_score=inputs.min_score,
                 )
             )
-        grid = visualize.image_grid(drawn, columns=GRID_COLUMNS)
+        grid = drawing.image_grid(drawn, columns=GRID_COLUMNS)
         caption = (
             f"Predictions (solid, score ≥ {inputs.min_score:g}) and ground truth (dashed) on "
             f"{len(drawn)} test images, in reading order:"
         )
-        section.blocks.append(Figure(visualize.image_jpeg(grid), "image/jpeg", "test_pictures.jpg", caption))
+        section.blocks.append(Figure(drawing.image_jpeg(grid), "image/jpeg", "test_pictures.jpg", caption))
         section.blocks.append(BulletList([picture.name for picture in inputs.test_pictures[: len(drawn)]]))
     section.blocks += _worst_blocks(inputs)
     return section
@@ -736,7 +737,7 @@ def _worst_blocks(inputs: ReportInputs) -> list:
         )
         for picture in results.worst
     ]
-    grid = visualize.image_grid(drawn, columns=GRID_COLUMNS)
+    grid = drawing.image_grid(drawn, columns=GRID_COLUMNS)
     caption = (
         f"The {len(drawn)} test images with the most errors ({results.model}, score ≥ "
         f"{results.score_threshold:g}), worst first: missed objects dashed blue, false detections red, detections "
@@ -744,7 +745,7 @@ def _worst_blocks(inputs: ReportInputs) -> list:
     )
     return [
         Paragraph("Worst test images:"),
-        Figure(visualize.image_jpeg(grid), "image/jpeg", "worst_test_images.jpg", caption),
+        Figure(drawing.image_jpeg(grid), "image/jpeg", "worst_test_images.jpg", caption),
         BulletList([picture.name for picture in results.worst]),
     ]
 

@@ -308,7 +308,7 @@ def _summary_images(model, batch, strategy, config, class_names, count: int = 3)
     """Images with predicted (solid) and true (dashed) boxes for TensorBoard, as uint8 ``[K, H, W, 3]``."""
     from PIL import Image
 
-    from spaghettinet.evaluation.visualize import draw_detections
+    from spaghettinet.drawing import draw_detections
     from spaghettinet.model.postprocess import postprocess
 
     local = {k: strategy.experimental_local_results(v)[0] for k, v in batch.items()}
