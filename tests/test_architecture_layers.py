@@ -29,8 +29,6 @@ BASE_MODULES = {
 KNOWN_UPWARD = {
     # Export scores its files with the COCO evaluator.
     ("deploy/export.py", "spaghettinet.evaluation.coco"),
-    # `config` prints how well the anchors cover the boxes.
-    ("pipeline_config/coverage.py", "spaghettinet.evaluation.anchor_coverage"),
     # The trainer evaluates at its end and every --eval-every steps.
     ("training/loop.py", "spaghettinet.evaluation.evaluate"),
 }

@@ -11,14 +11,14 @@ from .console import console, err_console, styled
 
 def _print_anchor_coverage(cfg) -> None:
     """Per-class share of training boxes some anchor matches at IoU >= the matcher threshold."""
-    from spaghettinet.pipeline_config.coverage import class_anchor_coverage
+    from spaghettinet.evaluation.coverage_report import class_anchor_coverage
 
     print_coverage_report(class_anchor_coverage(cfg), cfg.model.input_size, cfg.model.matched_threshold)
 
 
 def print_coverage_report(report, input_size: tuple[int, int], matched_threshold: float) -> None:
-    """Print a :class:`~spaghettinet.pipeline_config.coverage.CoverageReport` (``config`` and ``validate``)."""
-    from spaghettinet.pipeline_config.coverage import POOR_COVERAGE
+    """Print a :class:`~spaghettinet.evaluation.coverage_report.CoverageReport` (``config`` and ``validate``)."""
+    from spaghettinet.evaluation.coverage_report import POOR_COVERAGE
 
     height, width = input_size
     console.print(

@@ -59,7 +59,7 @@ def _print_validation_coverage(report, input_size: int) -> None:
     """Anchor coverage per class of the valid pairs' boxes at ``input_size`` (ids in sorted class-name order)."""
     import numpy as np
 
-    from spaghettinet.pipeline_config.coverage import anchor_coverage_report
+    from spaghettinet.evaluation.coverage_report import anchor_coverage_report
 
     from .config import print_coverage_report
 

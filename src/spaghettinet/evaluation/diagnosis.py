@@ -10,7 +10,7 @@ The thresholds are rules of thumb, stated here so a reader of the report can loo
 * :data:`MIN_TRAIN_OBJECTS` labelled objects per class, and at least :data:`MIN_CLASS_SHARE` of the largest class.
 * A class's AP50 below :data:`LOW_AP50` and :data:`CLASS_AP50_MARGIN` below the model's is low.
 * A class whose training boxes have an anchor at IoU ≥ 0.5 less than :data:`MIN_ANCHOR_COVERAGE` of the time is
-  made of objects too small (or too thin) for the input size (``pipeline_config/coverage.py``'s rule).
+  made of objects too small (or too thin) for the input size (``evaluation/coverage_report.py``'s rule).
 * int8 more than :data:`MAX_QUANTIZATION_LOSS` AP below float loses accuracy to quantization.
 * A loss still falling by more than :data:`STILL_FALLING` between the two last tenths of training means more
   training would help.

@@ -1301,7 +1301,7 @@ def coverage_facts(
         >>> facts.share, facts.suggested_input_size
         ({'cat': 1.0}, None)
     """
-    from spaghettinet.pipeline_config.coverage import POOR_COVERAGE
+    from spaghettinet.evaluation.coverage_report import POOR_COVERAGE
 
     from .anchor_coverage import suggest_input_size
 

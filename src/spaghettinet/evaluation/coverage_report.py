@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .settings import PipelineConfig
+from spaghettinet.pipeline_config.settings import PipelineConfig
 
 # Below this share a class loses more than one box in ten to the force-match alone; a larger input helps.
 POOR_COVERAGE = 0.9
@@ -87,7 +87,7 @@ def anchor_coverage_report(
         >>> report.rows[0].coverage
         1.0
     """
-    from spaghettinet.evaluation.anchor_coverage import suggest_input_size
+    from .anchor_coverage import suggest_input_size
 
     # The reference anchors at the given size and at larger candidates.
     found = suggest_input_size(
