@@ -72,7 +72,7 @@ def measure(workdir: Path, scratch: Path, latency_runs: int) -> dict:
     checkpoint_eval = training / "training-output" / "eval.json"
     checkpoint = None
     if checkpoint_eval.is_file():
-        from spaghettinet.evaluation.coco import EvalReport
+        from spaghettinet.coco_metrics import EvalReport
 
         result = EvalReport.read(checkpoint_eval).result
         checkpoint = {"AP": result.ap, "AP50": result.ap50}

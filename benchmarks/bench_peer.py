@@ -16,7 +16,7 @@ For each dataset (``--datasets microcontrollers,demo``):
    ``pretrained=False``, ``time=N/60`` hours, ``imgsz=S``, batch 16, CPU, one torch thread, no dataloader workers,
    offline. What each side does after its budget (our evaluate/export/latency/report, the peer's final validation)
    is timed apart.
-3. Scoring with :func:`spaghettinet.evaluation.coco.coco_metrics` against the test records' ground truth. Ours from
+3. Scoring with :func:`spaghettinet.coco_metrics.coco_metrics` against the test records' ground truth. Ours from
    its int8 ``.tflite``: the shipped file as it is (its NMS keeps at most 10 boxes of score ≥ 0.3), and, for the
    headline figures, the same checkpoint exported again with the same quantization and NMS kind but 100 boxes of
    score ≥ 0.001, the budget the peer is scored with. The peer (``peer/evaluate_yolo.py``) from the int8 ``.tflite``
@@ -83,7 +83,7 @@ EXTRA_SECONDS = 1800
 LOG_TAIL_LINES = 25
 #: What the figures in the JSON mean, written into it.
 DEFINITIONS = {
-    "AP, AP50": "COCO AP@[.5:.95] and AP@.5 of the test split by spaghettinet.evaluation.coco.coco_metrics, for both "
+    "AP, AP50": "COCO AP@[.5:.95] and AP@.5 of the test split by spaghettinet.coco_metrics.coco_metrics, for both "
     "sides; ratio_AP50 and ratio_AP are ours / peer",
     "ours.model": "ours is scored from its int8 .tflite: int8_scoring_export (the same checkpoint exported again, "
     "100 boxes of score >= 0.001, as the peer is scored) unless that failed; int8_shipped is the file as shipped",
@@ -336,7 +336,7 @@ def summarize_ours(side: Side, workdir: Path) -> dict:
     evaluation_path = workdir / "training" / "training-output" / "eval.json"
     if evaluation_path.is_file():
         # The evaluate stage's float checkpoint on the test split (its own NMS settings), beside the int8 files.
-        from spaghettinet.evaluation.coco import EvalReport
+        from spaghettinet.coco_metrics import EvalReport
 
         result = EvalReport.read(evaluation_path).result
         summary["checkpoint_eval"] = {"AP": result.ap, "AP50": result.ap50}
@@ -390,9 +390,9 @@ class ScoringSet:
     """The test records' ground truth, as our evaluator takes it, with the YOLO file names of the images."""
 
     def __init__(self, training_dir: Path):
+        from spaghettinet.coco_metrics import ImageGroundTruth
         from spaghettinet.data.labelmap import read_label_map
         from spaghettinet.data.tfrecord import read_examples
-        from spaghettinet.evaluation.coco import ImageGroundTruth
 
         self.class_names = read_label_map(training_dir / "label_map.pbtxt").names
         self.examples = list(read_examples(training_dir / "test.record"))
@@ -412,7 +412,7 @@ class ScoringSet:
         }
 
     def metrics(self, detections: list) -> dict:
-        from spaghettinet.evaluation.coco import coco_metrics
+        from spaghettinet.coco_metrics import coco_metrics
 
         result = coco_metrics(self.ground_truth, detections, self.class_names)
         return {
@@ -425,8 +425,8 @@ class ScoringSet:
 
     def score_tflite(self, model: Path) -> dict:
         """COCO metrics of one of our ``.tflite`` files, run with LiteRT as the export's own check runs it."""
+        from spaghettinet.coco_metrics import ImageDetections
         from spaghettinet.deploy.runtime import TfliteDetector, resize_for_model
-        from spaghettinet.evaluation.coco import ImageDetections
 
         detector = TfliteDetector(model)
         detections = []
@@ -443,7 +443,7 @@ class ScoringSet:
         Raises:
             BenchError: an image the test set lacks, or one the peer read at another size than our records hold.
         """
-        from spaghettinet.evaluation.coco import ImageDetections
+        from spaghettinet.coco_metrics import ImageDetections
 
         mismatched = [
             name

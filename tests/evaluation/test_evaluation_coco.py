@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spaghettinet.errors import DataError
-from spaghettinet.evaluation.coco import (
+from spaghettinet.coco_metrics import (
     EvalReport,
     ImageDetections,
     ImageGroundTruth,
@@ -18,6 +17,7 @@ from spaghettinet.evaluation.coco import (
     coco_metrics,
     write_eval_json,
 )
+from spaghettinet.errors import DataError
 
 NAMES = ["resistor", "capacitor"]
 

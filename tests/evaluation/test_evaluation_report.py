@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spaghettinet.evaluation.coco import STAT_NAMES, CocoResult, EvalReport, write_eval_json
+from spaghettinet.coco_metrics import STAT_NAMES, CocoResult, EvalReport, write_eval_json
 from spaghettinet.evaluation.document import CSP, escape_html, escape_markdown
 from spaghettinet.evaluation.latency import LATENCY_FILE, LatencyReport, LatencyResult
 from spaghettinet.evaluation.report import (

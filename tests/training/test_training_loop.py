@@ -19,8 +19,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_training_inputs import _example  # noqa: E402  (tiny TFRecord examples, shared with the inputs tests)
 
+from spaghettinet.coco_metrics import EvalReport  # noqa: E402
 from spaghettinet.errors import DataError, UsageError  # noqa: E402
-from spaghettinet.evaluation.coco import EvalReport  # noqa: E402
 from spaghettinet.pipeline_config.settings import (  # noqa: E402
     InputReaderSettings,
     ModelSettings,

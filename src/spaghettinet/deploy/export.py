@@ -221,7 +221,7 @@ def _coco_map(examples: list, detections: list, class_names: list[str]) -> dict:
     Returns:
         ``AP``, ``AP50``, ``AP75`` (None where COCO has no value) and ``per_class_ap``.
     """
-    from spaghettinet.evaluation.coco import ImageDetections, ImageGroundTruth, coco_metrics
+    from spaghettinet.coco_metrics import ImageDetections, ImageGroundTruth, coco_metrics
 
     ground_truth = [
         ImageGroundTruth(

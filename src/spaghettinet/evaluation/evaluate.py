@@ -1,8 +1,6 @@
-"""``evaluate``: run a trained detector on the eval split and score it with COCO metrics.
+"""``evaluate``: restore a training checkpoint and score it on the eval split with COCO metrics.
 
-The model's raw outputs go through the reference post-processing (``model/postprocess.py``: sigmoid, decode,
-per-class NMS with the zoo config's score threshold 1e-8, IoU 0.6, 100 per class, 100 in total), then
-pycocotools (``evaluation/coco.py``). The result is written as ``eval.json``: the COCO summary metrics, per-class
+The scoring is :func:`spaghettinet.training.model_evaluation.evaluate_model`'s, the same that training runs. The result is written as ``eval.json``: the COCO summary metrics, per-class
 AP, and every detection in COCO result format (``image_id``, ``category_id`` 1-based, ``bbox`` in pixels of the
 original image, ``score``).
 """
@@ -10,122 +8,6 @@ original image, ``score``).
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
-
-from spaghettinet.tf_runtime import import_tensorflow
-
-tf = import_tensorflow()
-
-#: Images per forward pass during evaluation (memory stays small; speed is bound by the model, not the batch).
-EVAL_BATCH_SIZE = 8
-
-
-def class_names(config) -> list[str]:
-    """Class names 1..C from the label map of the eval (else train) input reader; ``class N`` when absent.
-
-    Args:
-        config: a ``PipelineConfig``.
-
-    Returns:
-        ``num_classes`` names, in id order.
-    """
-    from spaghettinet.data.labelmap import read_label_map
-
-    for reader in (config.eval_input, config.train_input):
-        if reader.label_map_path:
-            names = list(read_label_map(config.resolve_path(reader.label_map_path)).names)
-            return names[: config.model.num_classes] + [
-                f"class {i + 1}" for i in range(len(names), config.model.num_classes)
-            ]
-    return [f"class {i + 1}" for i in range(config.model.num_classes)]
-
-
-def evaluate_model(
-    model,
-    config,
-    out: str | Path | None = None,
-    step: int | None = None,
-    files=None,
-    batch_size: int = EVAL_BATCH_SIZE,
-    checkpoint: str | None = None,
-):
-    """COCO-evaluate an in-memory detector on the config's eval records.
-
-    Args:
-        model: a detector from ``build_detector`` (float or QAT mode).
-        config: a ``PipelineConfig`` (eval input paths, NMS settings, label map).
-        out: where to write the ``eval.json`` payload (None: not written).
-        step: training step, recorded in the file.
-        files: record files to use instead of the config's eval input paths.
-        batch_size: images per forward pass.
-        checkpoint: checkpoint prefix, recorded in the file.
-
-    Returns:
-        ``evaluation.coco.CocoResult``.
-
-    Example:
-        >>> result = evaluate_model(model, cfg, out="runs/demo/eval.json")  # doctest: +SKIP
-        >>> result.ap50  # doctest: +SKIP
-        0.91
-    """
-    from spaghettinet.evaluation.coco import (
-        EvalReport,
-        ImageDetections,
-        ImageGroundTruth,
-        coco_detections,
-        coco_metrics,
-        write_eval_json,
-    )
-    from spaghettinet.model.postprocess import postprocess
-    from spaghettinet.training.inputs import eval_dataset
-
-    settings = config.model
-    names = class_names(config)
-
-    @tf.function(reduce_retracing=True)
-    def predict(images):
-        outputs = model(images, training=False)
-        return outputs["box_encodings"], outputs["class_logits"]
-
-    groundtruth, detections = [], []
-    for batch in eval_dataset(config, batch_size=batch_size, files=files):
-        encodings, logits = (t.numpy() for t in predict(batch["images"]))
-        for i in range(encodings.shape[0]):
-            image_id = len(groundtruth) + 1
-            n = int(batch["num_boxes"][i])
-            groundtruth.append(
-                ImageGroundTruth(
-                    image_id=image_id,
-                    width=int(batch["width"][i]),
-                    height=int(batch["height"][i]),
-                    boxes=batch["gt_boxes"][i][:n].numpy().astype(np.float64),
-                    classes=batch["gt_classes"][i][:n].numpy().astype(np.int64),
-                    file_name=batch["filename"][i].numpy().decode("utf-8", "replace"),
-                )
-            )
-            found = postprocess(
-                encodings[i],
-                logits[i],
-                model.anchors,
-                score_threshold=settings.score_threshold,
-                iou_threshold=settings.iou_threshold,
-                max_detections_per_class=settings.max_detections_per_class,
-                max_total_detections=settings.max_total_detections,
-                scales=tuple(settings.box_coder_scales),
-            )
-            detections.append(ImageDetections.from_detections(image_id, found))
-    result = coco_metrics(groundtruth, detections, names)
-    if out is not None:
-        report = EvalReport(
-            result,
-            step=step,
-            checkpoint=None if checkpoint is None else str(checkpoint),
-            images=[{"id": g.image_id, "file_name": g.file_name} for g in groundtruth],
-            detections=coco_detections(groundtruth, detections),
-        )
-        write_eval_json(out, report)
-    return result
 
 
 def evaluate(config, checkpoint: str | Path, out: str | Path | None = None, files=None):
@@ -138,7 +20,7 @@ def evaluate(config, checkpoint: str | Path, out: str | Path | None = None, file
         files: record files to use instead of the config's eval input paths.
 
     Returns:
-        ``evaluation.coco.CocoResult``.
+        ``coco_metrics.CocoResult``.
 
     Raises:
         DataError: no checkpoint, a checkpoint that does not fit, unreadable records.
@@ -147,6 +29,7 @@ def evaluate(config, checkpoint: str | Path, out: str | Path | None = None, file
         >>> result = evaluate("pipeline.config", "runs/demo")  # doctest: +SKIP
     """
     from spaghettinet.training.checkpoints import require_checkpoint, restore_detector
+    from spaghettinet.training.model_evaluation import evaluate_model
 
     if isinstance(config, str | Path):
         from spaghettinet.pipeline_config import read_config

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from spaghettinet import drawing
+from spaghettinet.coco_metrics import STAT_NAMES, CocoResult, EvalReport
 from spaghettinet.data.problems import ERROR, WARNING
 from spaghettinet.data.split import SPLIT_FILE, SplitFile
 from spaghettinet.data.validation_file import VALIDATION_FILE, ValidationFile
@@ -46,7 +47,6 @@ from spaghettinet.training.history import HISTORY_FILE, MetricsHistory
 from spaghettinet.training.plan import STATE_FILE, TrainPlan
 
 from . import diagnosis, visualize
-from .coco import STAT_NAMES, CocoResult, EvalReport
 from .document import (
     Advice,
     AdviceItem,

@@ -6,7 +6,7 @@ needs them all. :func:`detect_test_split` runs one ``.tflite`` (int8 when export
 records with LiteRT, as an app would (the export's own post-processing op and score threshold), and keeps:
 
 * every image's detections and ground truth, without pixels (a few KB per image);
-* COCO scores over all of them (:mod:`spaghettinet.evaluation.coco`);
+* COCO scores over all of them (:mod:`spaghettinet.coco_metrics`);
 * thumbnails of the images with the most errors (missed objects + confused objects + false detections, matched as
   :mod:`spaghettinet.evaluation.confusion` does), for the report's gallery.
 
@@ -158,10 +158,9 @@ def detect_test_split(
     Raises:
         DataError: the model or the records cannot be read.
     """
+    from spaghettinet.coco_metrics import ImageDetections, ImageGroundTruth, coco_metrics
     from spaghettinet.data.tfrecord import read_examples
     from spaghettinet.deploy.runtime import TfliteDetector, resize_for_model
-
-    from .coco import ImageDetections, ImageGroundTruth, coco_metrics
 
     detector = TfliteDetector(model)
     results = SplitDetections(

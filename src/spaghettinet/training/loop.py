@@ -84,7 +84,7 @@ class TrainResult:
         quantization_aware: whether the model ended in QAT mode.
         final_loss: the last step's total loss.
         images_per_second: mean training speed of this run (after the first, traced step).
-        evaluation: the last COCO result (``evaluation.coco.CocoResult``), or None.
+        evaluation: the last COCO result (``coco_metrics.CocoResult``), or None.
         plan: the :class:`TrainPlan` used.
         messages: notes for the user (batch size choice, fine-tune report, QAT switch...).
     """
@@ -432,7 +432,7 @@ class _Checkpointer:
 def _evaluate_during_training(model, config, averages, write_dir: Path, step: int, history, writer):
     """COCO-evaluate the model now (with the weight averages when the config evaluates them), write
     ``eval-<step>.json``, and record AP / AP50 in the history and TensorBoard."""
-    from spaghettinet.evaluation.evaluate import evaluate_model
+    from spaghettinet.training.model_evaluation import evaluate_model
     from spaghettinet.training.summaries import write_scalar
 
     out = write_dir / f"eval-{step}.json"
@@ -607,7 +607,7 @@ def train(
     writer = tf.summary.create_file_writer(str(write_dir / "train"))
     history_path = model_dir / HISTORY_FILE
     history = MetricsHistory.read(history_path).up_to(start_step)
-    from spaghettinet.evaluation.evaluate import class_names as read_class_names
+    from spaghettinet.pipeline_config.class_names import class_names as read_class_names
 
     class_names = read_class_names(config)
     image_every = image_every or max(10 * log_every, 500)
