@@ -195,3 +195,28 @@ def test_marking_a_model_loaded_keeps_qat_ranges_fresh():
             assert float(layer.range_steps.numpy()) > 0
         elif isinstance(layer, ActivationQuantizer) and layer.fixed_range is None:
             assert float(layer.range_steps.numpy()) == 0  # first QAT batch must replace the placeholder range
+
+
+def test_concat_quantizer_trains_on_one_concat_with_the_per_slice_result():
+    """Training quantizes the joined slices at once; inference and export quantize each slice (as the TF1 graph).
+    With one shared range both give the same values and the same gradients."""
+    from spaghettinet.model.blocks import ConcatQuantizer
+
+    rng = np.random.default_rng(3)
+    slices = [tf.constant(rng.uniform(-1.0, 7.0, (2, 4, 4, 3)).astype(np.float32)) for _ in range(3)]
+    layer = ConcatQuantizer(enabled=True, tf1_scope="t")
+    layer(slices)
+    with tf.GradientTape() as tape:
+        tape.watch(slices)
+        trained = layer(slices, training=True)
+        loss = tf.reduce_sum(trained * tf.range(1.0, 10.0))
+    gradients = tape.gradient(loss, slices)
+    # The range moved once, from the joined batch.
+    assert float(layer.range_steps.numpy()) == 1.0
+    with tf.GradientTape() as tape:
+        tape.watch(slices)
+        inferred = layer(slices, training=False)
+        loss = tf.reduce_sum(inferred * tf.range(1.0, 10.0))
+    np.testing.assert_array_equal(trained.numpy(), inferred.numpy())
+    for got, expected in zip(gradients, tape.gradient(loss, slices), strict=True):
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
