@@ -52,6 +52,8 @@ def test_plan_sizes_the_schedule_to_the_data_and_starts_qat_late():
     assert plan.warmup_steps == 125
     assert plan.quantization_delay == 2125  # QAT for the last 15 % only: it fine-tunes a float model
     assert plan.use_moving_average
+    # bfloat16 convolutions before QAT where the machine training has them (model/precision.py decides there).
+    assert plan.use_bfloat16 and any(reason.startswith("use_bfloat16:") for reason in plan.reasons)
     assert plan_training(400, batch_size=32).learning_rate_base == pytest.approx(4e-3)  # sqrt(32 / 8) x 2e-3
     small = plan_training(20)
     assert (small.batch_size, small.num_steps) == (8, 1000)
@@ -77,6 +79,7 @@ def test_config_writes_a_complete_config_for_the_data(dataset, monkeypatch):
     assert (again.model.num_classes, again.model.variant, again.model.input_size) == (3, "l", (384, 384))
     assert again.train.batch_size == 16 and again.train.num_steps == 1000  # 50 epochs = 625 < 1000
     assert again.train.total_steps == again.train.num_steps
+    assert again.train.use_bfloat16 and "use_bfloat16: true" in (dataset / "pipeline.config").read_text()
     assert again.quantization is not None and again.quantization.delay == 850
     assert (
         again.train.optimizer == "adam" and again.train.use_moving_average and again.eval.use_moving_averages

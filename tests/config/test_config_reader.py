@@ -593,3 +593,16 @@ def test_config_errors_reach_the_user_as_one_line_through_a_command_that_reads_c
     assert f"{bad}:8:56: graph_rewriter.quantization.weight_bits must be 8" in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_use_bfloat16_reads_writes_back_and_defaults_to_false():
+    # train.proto's use_bfloat16 (false by default), as the zoo's TPU configs set it.
+    cfg = parse_config_text(_train_config("use_bfloat16: true"), source="p.config")
+    assert cfg.train.use_bfloat16 is True and cfg.warnings == []
+    text = format_config(cfg)
+    assert "use_bfloat16: true" in text
+    assert parse_config_text(text).train.use_bfloat16 is True
+    assert parse_config_text(_train_config("")).train.use_bfloat16 is False
+    assert "use_bfloat16" not in format_config(parse_config_text(_train_config("")))
+    with pytest.raises(DataError, match="use_bfloat16"):
+        parse_config_text(_train_config("use_bfloat16: 7"), source="p.config")

@@ -112,6 +112,8 @@ class ConvBN(keras.layers.Layer):
         self.bias_initializer = bias_initializer
         self.l2_weight = l2_weight
         self.quantization_aware = False
+        # Set by model.precision.set_bfloat16_convolutions: the float-mode training convolution in bfloat16.
+        self.bfloat16_training = False
         self.macs = 0  # multiply-accumulates of the last traced call (for the model summary)
         if quantize_output:
             self.output_quantizer = ActivationQuantizer(name=f"{self.name}_act_quant")
@@ -157,10 +159,17 @@ class ConvBN(keras.layers.Layer):
                 names[f"{scope}/BatchNorm/{attribute}"] = getattr(self, attribute)
         return names
 
-    def _convolve(self, inputs, kernel):
+    def _convolve(self, inputs, kernel, training=None):
         strides = [1, self.strides, self.strides, 1]
         if self.depthwise:
             return tf.nn.depthwise_conv2d(inputs, kernel, strides=strides, padding="SAME")
+        if self.bfloat16_training and training and not self.quantization_aware:
+            # bfloat16 operands, float32 accumulation inside oneDNN / cuDNN; the result goes back to float32
+            # before batch norm, so only the convolution's inputs are rounded.
+            outputs = tf.nn.conv2d(
+                tf.cast(inputs, tf.bfloat16), tf.cast(kernel, tf.bfloat16), strides=strides, padding="SAME"
+            )
+            return tf.cast(outputs, tf.float32)
         return tf.nn.conv2d(inputs, kernel, strides=strides, padding="SAME")
 
     def _count_macs(self, outputs) -> None:
@@ -210,7 +219,7 @@ class ConvBN(keras.layers.Layer):
             if bias is not None:
                 outputs = tf.nn.bias_add(outputs, bias)
         else:
-            outputs = self._convolve(inputs, self.kernel.value)
+            outputs = self._convolve(inputs, self.kernel.value, training)
             if self.use_bias:
                 outputs = tf.nn.bias_add(outputs, self.bias.value)
             if self.batch_norm:

@@ -55,6 +55,7 @@ PROTO_DEFAULTS: dict[str, object] = {
     "train_config.max_number_of_boxes": 100,
     "train_config.fine_tune_checkpoint": "",
     "train_config.from_detection_checkpoint": False,
+    "train_config.use_bfloat16": False,
     # optimizer.proto
     "optimizer.use_moving_average": True,
     "optimizer.moving_average_decay": 0.9999,

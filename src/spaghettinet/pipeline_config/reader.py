@@ -516,6 +516,7 @@ def _read_train(block: _Block | None) -> TrainSettings:
         "fine_tune_checkpoint_type", "str", "detection" if from_detection else "classification"
     )
     block.accept("load_all_detection_checkpoint_vars")
+    settings.use_bfloat16 = block.get("use_bfloat16", "bool")
 
     settings.data_augmentation_options = _read_augmentation(block)
     _read_optimizer(block.child("optimizer"), settings)

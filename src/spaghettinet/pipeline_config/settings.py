@@ -674,6 +674,9 @@ class TrainSettings:
         fine_tune_checkpoint: checkpoint prefix to start from (TF1 zoo or ours), or None.
         fine_tune_checkpoint_type: ``'detection'`` (whole model) or ``'classification'`` (backbone only).
         max_number_of_boxes: boxes per image the input pipeline pads to.
+        use_bfloat16: ``use_bfloat16``: in the float phase of training, the full convolutions compute in
+            bfloat16 (float32 accumulation; weights, batch norm, losses and the optimizer stay float32) where
+            the device computes bfloat16 natively (:mod:`spaghettinet.model.precision`); elsewhere float32.
 
     Example:
         >>> train = TrainSettings(data_augmentation_options=(RandomVerticalFlip(probability=0.3),))
@@ -697,6 +700,7 @@ class TrainSettings:
     fine_tune_checkpoint: str | None = None
     fine_tune_checkpoint_type: str = "detection"
     max_number_of_boxes: int = 100
+    use_bfloat16: bool = False
 
     # Read-only views kept for code written before data_augmentation_options (validate.py, older callers).
     @property

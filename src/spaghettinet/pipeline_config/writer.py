@@ -160,6 +160,8 @@ def _train_message(train: TrainSettings) -> Message:
         block.add_scalar("fine_tune_checkpoint_type", train.fine_tune_checkpoint_type)
     block.add_scalar("max_number_of_boxes", train.max_number_of_boxes)
     block.add_scalar("unpad_groundtruth_tensors", False)
+    if train.use_bfloat16:
+        block.add_scalar("use_bfloat16", True)
     return block
 
 

@@ -259,6 +259,23 @@ def _build_train_step(model, optimizer, strategy, config, averages=None):
     return train_step
 
 
+def _apply_bfloat16(model, config) -> str | None:
+    """``train_config.use_bfloat16``: bfloat16 convolutions in the float phase where the device has them natively.
+
+    Returns:
+        The line that tells the user what the run does, or None when the config does not ask.
+    """
+    if not config.train.use_bfloat16:
+        return None
+    from spaghettinet.model.precision import native_bfloat16, set_bfloat16_convolutions
+
+    support = native_bfloat16()
+    if not support.native:
+        return f"use_bfloat16: training in float32, {support.reason}"
+    count = set_bfloat16_convolutions(model, True)
+    return f"use_bfloat16: {count} convolutions train in bfloat16 until quantization-aware training ({support.reason})"
+
+
 def _is_our_checkpoint(prefix: str) -> bool:
     try:
         names = [name for name, _ in tf.train.list_variables(prefix)]
@@ -570,6 +587,9 @@ def train(
         if averages is not None:
             averages.reset()
     start_step = int(state.step.numpy())
+    precision_note = _apply_bfloat16(model, config)
+    if precision_note:
+        messages.append(precision_note)
 
     plan, plan_messages = _plan_for(
         model_dir, config, batch_size, steps, seed, budget_s, model, strategy, record_check
