@@ -10,7 +10,7 @@ from spaghettinet.cli import main
 from spaghettinet.data.tfrecord import count_records
 from spaghettinet.errors import DataError, UsageError
 from spaghettinet.pipeline_config import read_config
-from spaghettinet.pipeline_config.generate import config, plan_training
+from spaghettinet.pipeline_config.generate import config, size_training
 from spaghettinet.tf_runtime import import_tensorflow
 
 LABEL_MAP = 'item { id: 1 name: "arduino" }\nitem { id: 2 name: "esp8266" }\nitem { id: 3 name: "pico" }\n'
@@ -45,7 +45,7 @@ def test_count_records_counts_and_detects_truncation(tmp_path):
 
 
 def test_plan_sizes_the_schedule_to_the_data_and_starts_qat_late():
-    plan = plan_training(400, batch_size=8)
+    plan = size_training(400, batch_size=8)
     assert plan.num_steps == 2500  # 50 epochs of 400 images at batch 8
     assert plan.optimizer == "adam" and plan.learning_rate_base == pytest.approx(2e-3)
     assert plan.warmup_learning_rate == pytest.approx(2e-4)
@@ -54,12 +54,12 @@ def test_plan_sizes_the_schedule_to_the_data_and_starts_qat_late():
     assert plan.use_moving_average
     # bfloat16 convolutions before QAT where the machine training has them (model/precision.py decides there).
     assert plan.use_bfloat16 and any(reason.startswith("use_bfloat16:") for reason in plan.reasons)
-    assert plan_training(400, batch_size=32).learning_rate_base == pytest.approx(4e-3)  # sqrt(32 / 8) x 2e-3
-    small = plan_training(20)
+    assert size_training(400, batch_size=32).learning_rate_base == pytest.approx(4e-3)  # sqrt(32 / 8) x 2e-3
+    small = size_training(20)
     assert (small.batch_size, small.num_steps) == (8, 1000)
-    assert plan_training(20, gpu=True).batch_size == 16
-    assert plan_training(5).batch_size == 5
-    fixed = plan_training(100, steps=300, batch_size=2)
+    assert size_training(20, gpu=True).batch_size == 16
+    assert size_training(5).batch_size == 5
+    fixed = size_training(100, steps=300, batch_size=2)
     assert (fixed.num_steps, fixed.batch_size, fixed.quantization_delay) == (300, 2, 255)
 
 

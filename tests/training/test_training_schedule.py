@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
-from spaghettinet.training.schedule import ScheduleSettings, cosine_decay_with_warmup, scaled_schedule
+from spaghettinet.training.schedule import cosine_decay_with_warmup
 
 
 def _reference_formula(step):
@@ -41,32 +40,3 @@ def test_invalid_settings_are_rejected():
         cosine_decay_with_warmup(0, 0.8, 100, 0.1, 200)
     with pytest.raises(ValueError, match="warmup_learning_rate"):
         cosine_decay_with_warmup(0, 0.1, 1000, 0.2, 10)
-
-
-def test_keras_schedule_matches_formula_and_round_trips():
-    from spaghettinet.tf_runtime import import_keras
-    from spaghettinet.training.schedule import CosineDecayWithWarmup
-
-    keras = import_keras()
-    schedule = CosineDecayWithWarmup(0.8, 400000, 0.13333, 2000)
-    values = [float(schedule(step)) for step in STEPS]
-    np.testing.assert_allclose(values, [_reference_formula(s) for s in STEPS], rtol=1e-5, atol=1e-7)
-
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
-    assert isinstance(restored, CosineDecayWithWarmup)
-    assert restored.get_config() == schedule.get_config()
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9)
-    assert float(optimizer.learning_rate) == pytest.approx(0.13333, rel=1e-6)
-
-
-def test_scaling_rule():
-    assert scaled_schedule(512, 400000) == ScheduleSettings(0.8, 400000, 0.13333, 2000)
-    small = scaled_schedule(8, 2000)
-    assert small.learning_rate_base == pytest.approx(0.0125)
-    assert small.warmup_learning_rate == pytest.approx(0.0125 / 6, rel=1e-4)
-    assert small.warmup_steps == 100
-    assert scaled_schedule(1, 10).learning_rate_base == 0.004  # floor
-    assert scaled_schedule(4096, 10).learning_rate_base == 0.8  # cap
-    assert scaled_schedule(1, 10).warmup_steps == 1
-    with pytest.raises(ValueError):
-        scaled_schedule(0, 10)

@@ -79,8 +79,10 @@ GENERATED_AUGMENTATION: tuple[AugmentationOption, ...] = (
 
 
 @dataclass
-class TrainingPlan:
-    """The training settings chosen for a data set, with the reason for each.
+class DatasetSizing:
+    """What ``config`` chooses for a data set before any training, with the reason for each; written into
+    ``pipeline.config``. (What one training run then decides, fitted to its time budget and resumed with, is
+    :class:`spaghettinet.training.plan.TrainPlan`.)
 
     Args:
         num_train_examples / num_test_examples: records counted in the TFRecords.
@@ -108,13 +110,13 @@ class TrainingPlan:
     reasons: list[str] = field(default_factory=list)
 
 
-def plan_training(
+def size_training(
     num_train_examples: int,
     num_test_examples: int = 0,
     steps: int | None = None,
     batch_size: int | None = None,
     gpu: bool = False,
-) -> TrainingPlan:
+) -> DatasetSizing:
     """Choose the batch size, schedule, optimizer, averaging, augmentation and QAT start for a data set.
 
     Args:
@@ -125,10 +127,10 @@ def plan_training(
         gpu: whether a GPU will train (batch 16 instead of 8).
 
     Returns:
-        A :class:`TrainingPlan`.
+        A :class:`DatasetSizing`.
 
     Example:
-        >>> plan = plan_training(400, batch_size=8)
+        >>> plan = size_training(400, batch_size=8)
         >>> plan.num_steps, plan.learning_rate_base, plan.quantization_delay
         (2500, 0.002, 2125)
     """
@@ -185,7 +187,7 @@ def plan_training(
         "GPU does so natively (AVX512_BF16, AMX, compute capability 8.0+), float32 elsewhere: 1.3x the images per second; 20 minutes from scratch on 149 photos, 968 steps and AP 0.40 "
         "against 770 steps and AP 0.28 in float32"
     )
-    return TrainingPlan(
+    return DatasetSizing(
         num_train_examples=num_train_examples,
         num_test_examples=num_test_examples,
         batch_size=batch_size,
@@ -225,8 +227,8 @@ def config_with_plan(
     input_size: int | tuple[int, int] = 320,
     quantize: bool = True,
     fine_tune_checkpoint: str | Path | None = None,
-) -> tuple[PipelineConfig, TrainingPlan]:
-    """Like :func:`config`, also returning the :class:`TrainingPlan` with the reasons for its choices."""
+) -> tuple[PipelineConfig, DatasetSizing]:
+    """Like :func:`config`, also returning the :class:`DatasetSizing` with the reasons for its choices."""
     from spaghettinet.data.labelmap import read_label_map
     from spaghettinet.data.tfrecord import list_record_files
 
@@ -256,7 +258,7 @@ def config_with_plan(
                 "fine-tune checkpoint not found (give the prefix, e.g. model.ckpt-400000)", prefix
             )
     gpu = _gpu_available() if batch_size is None else False
-    plan = plan_training(num_train, num_test, steps=steps, batch_size=batch_size, gpu=gpu)
+    plan = size_training(num_train, num_test, steps=steps, batch_size=batch_size, gpu=gpu)
 
     out = Path(out)
     config_dir = Path(os.path.abspath(out.parent))
