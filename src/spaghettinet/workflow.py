@@ -40,7 +40,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from spaghettinet.data.problems import Problem
@@ -62,7 +62,34 @@ MAX_EXCLUDED_SHARE = 1 / 3
 class RunSettings:
     """Everything a run was asked for; each stage's stamp keeps the part it depends on.
 
-    Attributes: see :func:`run`.
+    Attributes:
+        data_dir: the folder of photos and ``.xml`` files (or photos only, with ``annotations``), or a COCO or
+            YOLO dataset folder.
+        workdir: the run's folder (the seed's layout is created inside).
+        annotations: a separate folder of ``.xml`` files.
+        format: ``voc``, ``coco`` or ``yolo``; None detects it from the folder.
+        variant: SpaghettiNet-EdgeTPU ``s``, ``m`` or ``l``.
+        input_size: side of the square model input.
+        steps: training steps (default: scaled to the data size by ``config``).
+        batch_size: training batch size (default: from the data size).
+        time_budget: stop training when this wall-clock time is spent (``"20m"``, seconds).
+        fine_tune_from: a checkpoint prefix to start from instead of the zoo's COCO checkpoint.
+        from_scratch: start from random weights (no download).
+        zoo_sha256: the sha256 the zoo tarball must have (default: ``$SPAGHETTINET_ZOO_SHA256_<V>``, else the
+            hash recorded at its first download).
+        test_fraction / seed: the split.
+        quantize: ``auto`` (QAT when trained with it, else PTQ), ``qat``, ``ptq`` or ``none``.
+        qat: train quantization-aware for the last 15 % of the steps (the config's ``graph_rewriter``); without
+            it the int8 model comes from post-training quantization.
+        calibration_images / check_images: export's PTQ calibration and check image counts (default: export's).
+        latency_runs: timed runs per model in the latency stage.
+        show_progress: training's progress bar on stderr.
+        strict: stop at any validation error, as before this option existed; by default pairs with errors are
+            left out (listed in the log, ``images/validation.json`` and the report) and the run goes on.
+
+    Example:
+        >>> RunSettings("photos", "work", time_budget="20m").model_dir
+        PosixPath('work/training/training-output')
     """
 
     data_dir: Path
@@ -86,6 +113,16 @@ class RunSettings:
     latency_runs: int = LATENCY_RUNS
     show_progress: bool = True
     strict: bool = False
+
+    def __post_init__(self) -> None:
+        # Callers pass strings and numbers as typed on a command line or in Python; keep one form.
+        self.data_dir = Path(self.data_dir)
+        self.workdir = Path(self.workdir)
+        self.annotations = None if self.annotations is None else Path(self.annotations)
+        self.input_size = int(self.input_size)
+        self.fine_tune_from = None if self.fine_tune_from is None else str(self.fine_tune_from)
+        self.from_scratch = bool(self.from_scratch)
+        self.strict = bool(self.strict)
 
     # The seed's layout (the old TF1 recipe's folders), derived from the workdir.
     @property
@@ -696,67 +733,29 @@ def stage_is_current(stage: Stage, settings: RunSettings, stamps: dict) -> bool:
 def run(
     data_dir: str | Path,
     workdir: str | Path,
-    variant: str = "s",
-    input_size: int = 320,
-    steps: int | None = None,
-    fine_tune_from: str | Path | None = None,
-    from_scratch: bool = False,
-    zoo_sha256: str | None = None,
-    annotations: str | Path | None = None,
-    format: str | None = None,
-    time_budget: str | float | None = None,
-    batch_size: int | None = None,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    quantize: str = "auto",
-    qat: bool = True,
+    *,
     until: str | None = None,
     force: Sequence[str] = (),
-    calibration_images: int | None = None,
-    check_images: int | None = None,
-    latency_runs: int = LATENCY_RUNS,
     log: Callable[[str], None] | None = None,
-    show_progress: bool = True,
-    strict: bool = False,
+    **options,
 ) -> RunResult:
     """Take a folder of labelled photos (Pascal VOC, COCO JSON or YOLO) to an int8 ``.tflite`` and a report,
     skipping finished stages.
 
-    Stages: validate → split → xml2csv → labelmap → tfrecord → config → train (QAT after 10 % of the steps) →
-    evaluate → export → latency → report.
+    Stages: validate → split → xml2csv → labelmap → tfrecord → config → train (QAT for the last 15 % of the
+    steps) → evaluate → export → latency → report.
 
-    Training starts from the TF1 detection zoo's COCO checkpoint of ``variant`` (cached in ``~/.cache/spaghettinet``
+    Training starts from the TF1 detection zoo's COCO checkpoint of the variant (cached in ``~/.cache/spaghettinet``
     or ``$SPAGHETTINET_CACHE``, downloaded once when missing; see :mod:`spaghettinet.model.pretrained`) unless
     ``fine_tune_from`` or ``from_scratch`` says otherwise. When it cannot be downloaded, one line says why and
     training starts from scratch.
 
     Args:
-        data_dir: the folder of photos and ``.xml`` files (or photos only, with ``annotations``), or a COCO or
-            YOLO dataset folder.
-        workdir: the run's folder (the seed's layout is created inside).
-        variant: SpaghettiNet-EdgeTPU ``s``, ``m`` or ``l``.
-        input_size: side of the square model input.
-        steps: training steps (default: scaled to the data size by ``config``).
-        fine_tune_from: a checkpoint prefix to start from instead of the zoo's COCO checkpoint.
-        from_scratch: start from random weights (no download).
-        zoo_sha256: the sha256 the zoo tarball must have (default: ``$SPAGHETTINET_ZOO_SHA256_<V>``, else the
-            hash recorded at its first download).
-        annotations: a separate folder of ``.xml`` files.
-        format: ``voc``, ``coco`` or ``yolo``; None detects it from the folder.
-        time_budget: stop training when this wall-clock time is spent (``"20m"``, seconds).
-        batch_size: training batch size (default: from the data size).
-        test_fraction / seed: the split.
-        quantize: ``auto`` (QAT when trained with it, else PTQ), ``qat``, ``ptq`` or ``none``.
-        qat: train quantization-aware after 10 % of the steps (the config's ``graph_rewriter``); without it the
-            int8 model comes from post-training quantization.
+        data_dir / workdir: the photos and the run's folder (:class:`RunSettings`).
         until: stop after this stage (one of :data:`STAGE_NAMES`).
         force: stages to run even if up to date (their dependants then follow, their outputs being newer).
-        calibration_images / check_images: export's PTQ calibration and check image counts (default: export's).
-        latency_runs: timed runs per model in the latency stage.
         log: called with one line per event (stage start, skip, result); default: silent.
-        show_progress: training's progress bar on stderr.
-        strict: stop at any validation error, as before this option existed; by default pairs with errors are
-            left out (listed in the log, ``images/validation.json`` and the report) and the run goes on.
+        **options: any other :class:`RunSettings` field (``variant``, ``input_size``, ``time_budget``, ...).
 
     Returns:
         :class:`RunResult`; ``excluded`` lists what validation left out.
@@ -764,39 +763,31 @@ def run(
     Raises:
         DataError: validation errors with ``strict``, with nothing valid left, or leaving out more than
             :data:`MAX_EXCLUDED_SHARE` of the images (each listed); or any stage's data problem.
-        UsageError: bad arguments.
+        UsageError: bad arguments, an option :class:`RunSettings` does not have among them.
 
     Example:
         >>> result = run("all_images_here", "work", variant="s", time_budget="20m")  # doctest: +SKIP
         >>> result.int8_model, result.ap50  # doctest: +SKIP
         (PosixPath('work/exported/model_int8.tflite'), 0.87)
     """
+    known = {item.name for item in fields(RunSettings)} - {"data_dir", "workdir"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UsageError(f"run has no option {', '.join(unknown)}; options: {', '.join(sorted(known))}")
+    return run_settings(RunSettings(data_dir, workdir, **options), until=until, force=force, log=log)
+
+
+def run_settings(
+    settings: RunSettings,
+    until: str | None = None,
+    force: Sequence[str] = (),
+    log: Callable[[str], None] | None = None,
+) -> RunResult:
+    """:func:`run` for a :class:`RunSettings` already made (what the CLI builds from its options)."""
     from spaghettinet.model.zoo import check_variant
 
     log = log or (lambda line: None)
-    settings = RunSettings(
-        data_dir=Path(data_dir),
-        workdir=Path(workdir),
-        annotations=None if annotations is None else Path(annotations),
-        format=format,
-        variant=check_variant(variant),
-        input_size=int(input_size),
-        steps=steps,
-        batch_size=batch_size,
-        time_budget=time_budget,
-        fine_tune_from=None if fine_tune_from is None else str(fine_tune_from),
-        from_scratch=bool(from_scratch),
-        zoo_sha256=zoo_sha256,
-        test_fraction=test_fraction,
-        seed=seed,
-        quantize=quantize,
-        qat=qat,
-        calibration_images=calibration_images,
-        check_images=check_images,
-        latency_runs=latency_runs,
-        show_progress=show_progress,
-        strict=bool(strict),
-    )
+    settings.variant = check_variant(settings.variant)
     _check_arguments(settings, until, force)
     settings.workdir.mkdir(parents=True, exist_ok=True)
     stamps = read_stamps(settings.workdir)

@@ -207,6 +207,10 @@ def test_bad_arguments_are_usage_errors(tmp_path):
         workflow.run(tmp_path / "data", tmp_path / "work", fine_tune_from=tmp_path / "nothing" / "model.ckpt")
     with pytest.raises(UsageError, match="choose s, m or l"):
         workflow.run(tmp_path / "data", tmp_path / "work", variant="xl")
+    # A misspelt option is named, not silently dropped.
+    with pytest.raises(UsageError, match="no option time_budgett"):
+        workflow.run(tmp_path / "data", tmp_path / "work", time_budgett="20m")
+    assert not (tmp_path / "work").exists()
 
 
 def test_newest_change_sees_a_deleted_file_through_its_folder(tmp_path):

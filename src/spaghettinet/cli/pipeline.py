@@ -137,7 +137,7 @@ def run_command(
         help="Stop at any validation error (default: leave broken pairs out, list them, and go on).",
     ),
 ) -> None:
-    """Validate, split, convert, configure, train (QAT after 10 %), evaluate, export and report, skipping
+    """Validate, split, convert, configure, train (QAT for the last 15 %), evaluate, export and report, skipping
     stages that are up to date. Photos whose image or xml has an error are left out and listed (your files are
     never touched); the run stops instead with --strict, with nothing valid left, or with over a third left out.
 
