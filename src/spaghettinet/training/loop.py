@@ -466,6 +466,120 @@ def _evaluate_during_training(model, config, averages, write_dir: Path, step: in
     return result
 
 
+class _QuantizationSwitch:
+    """Quantization-aware training from the plan's delay on: the model's mode and the checkpointed flag.
+
+    A resumed run whose checkpoint was already quantization-aware (or is past the delay) starts in that mode.
+    """
+
+    def __init__(self, model, state, plan: TrainPlan):
+        self.model = model
+        self.state = state
+        self.plan = plan
+
+    def due(self, step: int) -> bool:
+        delay = self.plan.quantization_delay
+        return delay is not None and step >= delay
+
+    def resume(self, start_step: int) -> None:
+        if int(self.state.quantization_aware.numpy()) or self.due(start_step):
+            self._switch()
+
+    def switch_if_due(self, step: int) -> bool:
+        """Switch now when the delay is reached; True when it switched (the train step must be retraced)."""
+        from spaghettinet.model.quantize import is_quantization_aware
+
+        if self.due(step) and not is_quantization_aware(self.model):
+            self._switch()
+            return True
+        return False
+
+    def _switch(self) -> None:
+        from spaghettinet.model.quantize import set_quantization_aware
+
+        set_quantization_aware(self.model, True)
+        self.state.quantization_aware.assign(1)
+
+
+class _StepLog:
+    """What each step leaves behind: the progress line, and every ``log_every`` steps the TensorBoard scalars and
+    a loss record; every ``image_every`` steps (chief only) TensorBoard pictures of the batch's predictions."""
+
+    def __init__(
+        self, progress: _Progress, writer, history: MetricsHistory, log_every: int, image_every: int, pictures
+    ):
+        self.progress = progress
+        self.writer = writer
+        self.history = history
+        self.log_every = log_every
+        self.image_every = image_every
+        self.pictures = pictures  # batch -> images, or None (not the chief)
+
+    def record(
+        self,
+        step: int,
+        plan: TrainPlan,
+        losses: dict,
+        total: float,
+        learning_rate: float,
+        timer: StepTimer,
+        batch,
+    ) -> None:
+        from spaghettinet.training.summaries import write_images, write_scalar
+
+        seconds_per_step = timer.seconds_per_step
+        images_per_second = timer.images_per_second(plan.batch_size)
+        eta = (plan.num_steps - step) * seconds_per_step if seconds_per_step else None
+        self.progress.update(step, plan.num_steps, total, images_per_second, eta)
+        if step % self.log_every == 0 or step == plan.num_steps:
+            with self.writer.as_default(step=step):
+                for name, value in losses.items():
+                    write_scalar(f"loss/{name}", float(value.numpy()), step)
+                write_scalar("learning_rate", learning_rate, step)
+                if images_per_second:
+                    write_scalar("images_per_second", images_per_second, step)
+            self.history.losses.append(LossRecord(step, total, learning_rate))
+        if self.pictures is not None and step % self.image_every == 0:
+            with self.writer.as_default(step=step):
+                write_images("predicted_solid_true_dashed", self.pictures(batch), step)
+
+
+def _fit_to_budget(
+    budget: TimeBudget,
+    timer: StepTimer,
+    step: int,
+    plan: TrainPlan,
+    config,
+    steps,
+    evaluate_at_end: bool,
+    model,
+) -> tuple[int, str]:
+    """Fit the plan to the steps the measured speed allows in the budget: the steps, and the line that says so."""
+    from spaghettinet.data.tfrecord import count_records
+    from spaghettinet.model.quantize import is_quantization_aware
+    from spaghettinet.training.inputs import record_files
+
+    eval_images = sum(count_records(f) for f in record_files(config, "eval")) if evaluate_at_end else 0
+    fitted = budget.fit(
+        time.monotonic(), step, plan, config, timer, eval_images, steps, is_quantization_aware(model)
+    )
+    qat_note = f", QAT from step {plan.quantization_delay}" if plan.quantization_delay is not None else ""
+    return (
+        fitted,
+        f"{timer.seconds_per_step:.2f} s/step measured: schedule fitted to {fitted} steps{qat_note}",
+    )
+
+
+def _non_finite_loss(total: float, step: int, checkpoints: _Checkpointer, model_dir: Path) -> DataError:
+    last = checkpoints.last_saved
+    kept = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written"
+    return DataError(
+        f"training loss became {total} at step {step + 1}; stopped without saving ({kept}). "
+        "Lower train_config learning_rate_base or check the boxes in the records",
+        model_dir,
+    )
+
+
 def train(
     config,
     model_dir: str | Path,
@@ -521,12 +635,10 @@ def train(
         >>> result.step, result.stopped
         (1830, 'time_budget')
     """
-    from spaghettinet.data.tfrecord import count_records
     from spaghettinet.model.detector import build_detector
-    from spaghettinet.model.quantize import is_quantization_aware, set_quantization_aware
+    from spaghettinet.model.quantize import is_quantization_aware
     from spaghettinet.training.checkpoints import CHECKPOINT_NAME, TrainingState, make_checkpoint
     from spaghettinet.training.inputs import check_records, record_files, train_dataset
-    from spaghettinet.training.summaries import write_images, write_scalar
     from spaghettinet.training.weight_averaging import WeightAverages
 
     started = time.monotonic()
@@ -606,12 +718,8 @@ def train(
             refit_after_qat=config.quantization is not None,
         )
 
-    def qat_due(step: int) -> bool:
-        return plan.quantization_delay is not None and step >= plan.quantization_delay
-
-    if int(state.quantization_aware.numpy()) or qat_due(start_step):
-        set_quantization_aware(model, True)
-        state.quantization_aware.assign(1)
+    quantization = _QuantizationSwitch(model, state, plan)
+    quantization.resume(start_step)
     train_step = _build_train_step(model, optimizer, strategy, config, averages)
 
     dataset = train_dataset(
@@ -639,27 +747,36 @@ def train(
     stopped = "completed"
     timer = StepTimer()
     checkpoints = _Checkpointer(manager, history, history_path, chief, checkpoint_every, checkpoint_minutes)
+    step_log = _StepLog(
+        progress,
+        writer,
+        history,
+        log_every,
+        image_every,
+        (lambda batch: _summary_images(model, batch, strategy, config, class_names)) if chief else None,
+    )
     losses: dict = {}
     evaluation = None
 
     def run_evaluation():
         return _evaluate_during_training(model, config, averages, write_dir, step, history, writer)
 
+    def stop_reason() -> str | None:
+        if interrupt.raised:
+            return "interrupted"
+        if run_steps is not None and step - start_step >= run_steps:
+            return "run_steps"
+        if budget is not None and budget.spent(time.monotonic()):
+            return "time_budget"
+        return None
+
     try:
         with _InterruptFlag() as interrupt:
             while step < plan.num_steps:
-                if interrupt.raised:
-                    stopped = "interrupted"
+                if (reason := stop_reason()) is not None:
+                    stopped = reason
                     break
-                if run_steps is not None and step - start_step >= run_steps:
-                    stopped = "run_steps"
-                    break
-                if budget is not None and budget.spent(time.monotonic()):
-                    stopped = "time_budget"
-                    break
-                if qat_due(step) and not is_quantization_aware(model):
-                    set_quantization_aware(model, True)
-                    state.quantization_aware.assign(1)
+                if quantization.switch_if_due(step):
                     train_step = _build_train_step(model, optimizer, strategy, config, averages)
                     timer.retraced()
                     if budget is not None:
@@ -673,63 +790,20 @@ def train(
                 losses = train_step(batch)
                 total = float(losses["total"].numpy())
                 if not math.isfinite(total):
-                    last = checkpoints.last_saved
-                    kept = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written"
-                    raise DataError(
-                        f"training loss became {total} at step {step + 1}; stopped without saving ({kept}). "
-                        "Lower train_config learning_rate_base or check the boxes in the records",
-                        model_dir,
-                    )
+                    raise _non_finite_loss(total, step, checkpoints, model_dir)
                 step += 1
                 state.step.assign(step)
                 state.examples_seen.assign_add(plan.batch_size)
                 timer.add(time.monotonic() - step_started)
-
                 if budget is not None and budget.fit_due(timer):
-                    eval_images = (
-                        sum(count_records(f) for f in record_files(config, "eval")) if evaluate_at_end else 0
-                    )
-                    fitted = budget.fit(
-                        time.monotonic(),
-                        step,
-                        plan,
-                        config,
-                        timer,
-                        eval_images,
-                        steps,
-                        is_quantization_aware(model),
+                    fitted, note = _fit_to_budget(
+                        budget, timer, step, plan, config, steps, evaluate_at_end, model
                     )
                     if chief:
                         plan.write(model_dir / STATE_FILE)
-                    qat_note = (
-                        f", QAT from step {plan.quantization_delay}"
-                        if plan.quantization_delay is not None
-                        else ""
-                    )
-                    progress.note(
-                        f"{timer.seconds_per_step:.2f} s/step measured: schedule fitted to {fitted} steps{qat_note}"
-                    )
+                    progress.note(note)
                     messages.append(f"schedule fitted to {fitted} steps for the time budget")
-
-                seconds_per_step = timer.seconds_per_step
-                images_per_second = timer.images_per_second(plan.batch_size)
-                eta = (plan.num_steps - step) * seconds_per_step if seconds_per_step else None
-                progress.update(step, plan.num_steps, total, images_per_second, eta)
-                if step % log_every == 0 or step == plan.num_steps:
-                    with writer.as_default(step=step):
-                        for name, value in losses.items():
-                            write_scalar(f"loss/{name}", float(value.numpy()), step)
-                        write_scalar("learning_rate", learning_rate, step)
-                        if images_per_second:
-                            write_scalar("images_per_second", images_per_second, step)
-                    history.losses.append(LossRecord(step, total, learning_rate))
-                if chief and step % image_every == 0:
-                    with writer.as_default(step=step):
-                        write_images(
-                            "predicted_solid_true_dashed",
-                            _summary_images(model, batch, strategy, config, class_names),
-                            step,
-                        )
+                step_log.record(step, plan, losses, total, learning_rate, timer, batch)
                 if checkpoints.due(step):
                     checkpoints.save(step)
                 if eval_every and step % eval_every == 0 and step < plan.num_steps:
