@@ -6,7 +6,12 @@ import time
 
 from spaghettinet.pipeline_config.settings import PipelineConfig, QuantizationSettings, TrainSettings
 from spaghettinet.training.plan import TrainPlan
-from spaghettinet.training.time_budget import SPEED_MEASURE_STEPS, StepTimer, TimeBudget
+from spaghettinet.training.time_budget import (
+    SPEED_MEASURE_STEPS,
+    SPEED_WARMUP_STEPS,
+    StepTimer,
+    TimeBudget,
+)
 
 
 def test_the_first_step_after_each_trace_is_not_timed():
@@ -35,18 +40,26 @@ def test_fit_uses_the_time_left_after_the_evaluation_reserve():
         quantization_delay=850,
     )
     budget = TimeBudget(600.0, time.monotonic(), fit_pending=True, refit_after_qat=True)
-    timer = StepTimer(seconds=3.0, steps=SPEED_MEASURE_STEPS, skip_next=False)  # 1 s per step
-    assert budget.fit_due(timer)
+    timer = StepTimer()
+    # The traced step, then warm-up steps at 3 s that the measurement leaves out, then steps at 1 s.
+    durations = [30.0] + [3.0] * SPEED_WARMUP_STEPS + [1.0] * SPEED_MEASURE_STEPS
+    due = []
+    for elapsed in durations:
+        timer.add(elapsed)
+        due.append(budget.fit_due(timer))
+    assert due == [False] * (len(durations) - 1) + [True]
+    assert timer.seconds_per_step == 1.0
+    step = len(durations)
     fitted = budget.fit(
-        time.monotonic(), 3, plan, config, timer, eval_images=30, max_steps=None, quantization_aware=False
+        time.monotonic(), step, plan, config, timer, eval_images=30, max_steps=None, quantization_aware=False
     )
-    # 600 s less the reserve (20 s + 30 images at a third of a step per image, 1.25 s) at 1 s/step, from step 3.
-    assert 570 <= fitted <= 582 and plan.num_steps == fitted
+    # 600 s less the reserve (20 s + 30 images at a third of a step per image, 1.25 s) at 1 s/step, from step 16.
+    assert 570 + step <= fitted <= 582 + step and plan.num_steps == fitted
     assert plan.quantization_delay == round(0.85 * fitted)  # the config's own share, scaled
     assert not budget.fit_due(timer) and not budget.spent(time.monotonic())
-    # After the switch to QAT, the slower steps are timed afresh and the schedule fitted once more.
+    # After the switch to QAT, the slower steps are timed afresh, after a warm-up again, and fitted once more.
     budget.after_qat_switch(timer)
-    assert timer.steps == 0 and budget.fit_pending
+    assert timer.steps == 0 and budget.fit_pending and budget.warming_up
 
 
 def test_a_budget_already_used_up_is_spent():

@@ -1,6 +1,7 @@
 """A wall-clock budget for training: measure the step speed, fit the schedule to it, stop in time.
 
-With ``--time-budget``, the first :data:`SPEED_MEASURE_STEPS` timed steps give the speed; the schedule (and the QAT
+With ``--time-budget``, :data:`SPEED_MEASURE_STEPS` timed steps after :data:`SPEED_WARMUP_STEPS` warm-up steps
+give the speed; the schedule (and the QAT
 delay, scaled with it) is fitted to the steps that fit in what is left after the time reserved for the final
 evaluation, and training stops when the budget less that reserve is spent. Quantization-aware steps are slower
 than float ones, so a schedule fitted to the float speed is fitted once more after the switch to QAT has been timed.
@@ -11,8 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Timed steps (after the first, traced one) used to measure speed for a time budget.
-SPEED_MEASURE_STEPS = 3
+#: Steps after each trace left out of the speed measurement: the first calls of a traced step run slower (oneDNN
+#: creates and caches its kernels, memory is allocated). S at 320², batch 8, one core: the first three timed steps
+#: averaged 1.25 s against 0.95 s later, and a schedule fitted to them left a quarter of a 20-minute budget unused.
+SPEED_WARMUP_STEPS = 5
+#: Timed steps, after the warm-up, that give the speed for a time budget.
+SPEED_MEASURE_STEPS = 10
 
 
 @dataclass
@@ -42,8 +47,9 @@ class StepTimer:
         """The train step was rebuilt: its next call traces again."""
         self.skip_next = True
 
-    def reset(self) -> None:
-        self.seconds, self.steps, self.skip_next = 0.0, 0, True
+    def reset(self, skip_first: bool = True) -> None:
+        """Forget the steps timed so far; ``skip_first``: the next step traces (leave it out)."""
+        self.seconds, self.steps, self.skip_next = 0.0, 0, skip_first
 
     @property
     def seconds_per_step(self) -> float | None:
@@ -71,6 +77,7 @@ class TimeBudget:
         self.fit_pending = fit_pending
         self.refit_after_qat = refit_after_qat and fit_pending
         self.eval_reserve_s = 0.0
+        self.warming_up = fit_pending
 
     def spent(self, now: float) -> bool:
         """Stop at ``now`` (``time.monotonic()``): what is left is the time reserved for the final evaluation."""
@@ -80,10 +87,19 @@ class TimeBudget:
         """Time the slower QAT steps afresh and fit the schedule to them once they are measured."""
         if self.refit_after_qat and not self.fit_pending:
             self.fit_pending = True
+            self.warming_up = True
             timer.reset()
 
     def fit_due(self, timer: StepTimer) -> bool:
-        return self.fit_pending and timer.steps >= SPEED_MEASURE_STEPS
+        """Whether the speed is measured: after the warm-up steps (then the timer starts afresh), the measured ones."""
+        if not self.fit_pending:
+            return False
+        if self.warming_up:
+            if timer.steps >= SPEED_WARMUP_STEPS:
+                self.warming_up = False
+                timer.reset(skip_first=False)
+            return False
+        return timer.steps >= SPEED_MEASURE_STEPS
 
     def fit(
         self,
