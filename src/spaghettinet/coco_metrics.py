@@ -238,8 +238,6 @@ class EvalReport:
                 names ``source``.
         """
         what = Path(source).name if source is not None else "eval.json"
-        if not isinstance(data, Mapping):
-            raise DataError(f"{what} is not a JSON object", source)
         version = check_version(data, what, EVAL_REPORT_VERSION, source)
         required = (*RESULT_FIELDS, "version", "step", "checkpoint", "images", "detections")
         # Version 0 files carried no version, and those written by the first writer no step, checkpoint or images.

@@ -72,12 +72,15 @@ def check_object(
     return data
 
 
-def check_version(data: Mapping, what: str, current: int, source: str | Path | None = None) -> int:
+def check_version(data: object, what: str, current: int, source: str | Path | None = None) -> int:
     """The format version of a stage file; files written before versions existed count as version 0.
 
     Raises:
-        DataError: a version that is not an integer, or newer than ``current`` (written by a newer spaghettinet).
+        DataError: ``data`` is not a JSON object, or its version is not an integer, or newer than ``current``
+            (written by a newer spaghettinet).
     """
+    if not isinstance(data, Mapping):
+        raise DataError(f"{what} is not a JSON object", source)
     version = data.get(VERSION_KEY, 0)
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise DataError(f"{what} has an invalid format version {version!r}", source)

@@ -22,14 +22,13 @@ import os
 import random
 import shutil
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from spaghettinet.data.problems import Problem
 from spaghettinet.data.validate import CheckedPair, validate
 from spaghettinet.data.voc import voc_xml_text
-from spaghettinet.errors import DataError, UsageError
+from spaghettinet.errors import UsageError
 from spaghettinet.io_utils import atomic_path, write_text_atomic
 from spaghettinet.stage_files import check_object, check_version, count_table, read_json_file, typed_field
 
@@ -88,8 +87,6 @@ class SplitFile:
                 names ``source``.
         """
         what = Path(source).name if source is not None else SPLIT_FILE
-        if not isinstance(data, Mapping):
-            raise DataError(f"{what} is not a JSON object", source)
         version = check_version(data, what, SPLIT_FILE_VERSION, source)
         keys = ["data_dir", "annotations_dir", "format", "test_fraction", "seed", "train", "test"]
         keys += ["images_per_class", "excluded"] + (["version"] if version else [])

@@ -7,13 +7,11 @@ report (the data section's errors and warnings) and by ``run`` itself (the files
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from spaghettinet.data.problems import Problem
 from spaghettinet.data.validate import ValidationReport
-from spaghettinet.errors import DataError
 from spaghettinet.io_utils import write_text_atomic
 from spaghettinet.stage_files import check_object, check_version, count_table, read_json_file, typed_field
 
@@ -124,8 +122,6 @@ class ValidationFile:
                 names ``source``.
         """
         what = Path(source).name if source is not None else VALIDATION_FILE
-        if not isinstance(data, Mapping):
-            raise DataError(f"{what} is not a JSON object", source)
         version = check_version(data, what, VALIDATION_FILE_VERSION, source)
         keys = [*_SCALARS, "annotations_dir", "class_counts", "counts", "problems", "pairs", "excluded"]
         check_object(data, what, keys + (["version"] if version else []), source=source)
