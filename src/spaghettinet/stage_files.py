@@ -136,6 +136,22 @@ def typed_field(data: Mapping, key: str, kind: type, what: str, source=None, nul
     raise DataError(f"{what}: {key} is {value!r}, not {_KIND_NAMES.get(kind, kind.__name__)}", source)
 
 
+def typed_list(data: Mapping, key: str, kind: type, what: str, source=None) -> list:
+    """``data[key]`` checked to be a JSON list whose items all have JSON type ``kind`` (see :func:`typed_field`).
+
+    Raises:
+        DataError: not a list, or an item of another type (the message names the key and ``what``).
+
+    Example:
+        >>> typed_list({"names": ["cat", "dog"]}, "names", str, "export_report.json")
+        ['cat', 'dog']
+    """
+    return [
+        typed_field({key: item}, key, kind, what, source)
+        for item in typed_field(data, key, list, what, source)
+    ]
+
+
 def count_table(data: Mapping, key: str, what: str, source=None) -> dict[str, int]:
     """``data[key]`` checked to be a JSON object of integer counts (``{"Arduino_Nano": 43, ...}``).
 

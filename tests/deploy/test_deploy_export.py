@@ -16,6 +16,7 @@ import pytest
 
 from spaghettinet.deploy import edgetpu, metadata, tflite
 from spaghettinet.deploy.export import resolve_quantization
+from spaghettinet.deploy.export_report import EXPORT_REPORT_VERSION, ExportReport
 from spaghettinet.deploy.runtime import TfliteDetector, resize_for_model
 from spaghettinet.errors import SpaghettiError, UsageError
 
@@ -87,6 +88,9 @@ def test_export_writes_every_output(exported):
     report = json.loads(exported["result"].report_path.read_text())
     assert {"model_float.tflite", "model_fp16.tflite", "model_int8.tflite"} <= set(report["files"])
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    # What the report, the model card and `run` read back is what the export wrote.
+    assert ExportReport.read(exported["result"].report_path) == exported["result"].report
+    assert report["version"] == EXPORT_REPORT_VERSION
     # Several classes: per-class NMS unless asked otherwise, so neighbouring objects of two classes both stay.
     assert len(exported["class_names"]) > 1 and report["postprocess"]["use_regular_nms"] is True
 
@@ -412,7 +416,7 @@ def test_cli_export_table_shows_float_and_int8_map(exported):
 
     report = json.loads(exported["result"].report_path.read_text())
     console = Console(width=200, record=True)
-    console.print(_export_table(report))
+    console.print(_export_table(ExportReport.from_dict(report)))
     text = console.export_text()
     checks = report["checks"]
     models = ["float", "fp16", "int8"] + (["onnx"] if ONNX_INSTALLED else [])

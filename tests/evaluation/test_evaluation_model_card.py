@@ -3,6 +3,8 @@ accuracy, latency, limits), with class names and paths Markdown-escaped."""
 
 from __future__ import annotations
 
+from spaghettinet.deploy.export_report import ExportReport, Int8Graph
+from spaghettinet.deploy.tflite import PostprocessSettings
 from spaghettinet.evaluation.document import escape_markdown
 from spaghettinet.evaluation.latency import LatencyResult
 from spaghettinet.evaluation.model_card import model_card_markdown
@@ -59,11 +61,21 @@ def _inputs() -> ReportInputs:
             )
         ],
         model_sizes={"model_int8.tflite": 4_200_000, "model_float.tflite": 12_800_000},
-        export_report={
-            "input_size": [320, 320],
-            "int8": {"input": {"type": "UINT8", "scale": 0.007843137718737125, "zero_point": 128}},
-            "postprocess": {"max_detections": 10, "score_threshold": 0.3, "iou_threshold": 0.6},
-        },
+        export_report=ExportReport(
+            checkpoint="ckpt-1800",
+            step=1800,
+            quantization="qat",
+            checkpoint_quantization_aware=True,
+            postprocess=PostprocessSettings(
+                num_classes=2, max_detections=10, score_threshold=0.3, iou_threshold=0.6
+            ),
+            postprocess_signature="",
+            class_names=tuple(names),
+            input_size=(320, 320),
+            calibration_images=0,
+            calibrated_ranges=(),
+            int8=Int8Graph("UINT8", 0.007843137718737125, 128, {}, (), ()),
+        ),
     )
 
 

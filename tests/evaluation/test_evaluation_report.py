@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,6 +20,16 @@ import pytest
 from PIL import Image
 
 from spaghettinet.coco_metrics import STAT_NAMES, CocoResult, EvalReport, write_eval_json
+from spaghettinet.deploy.edgetpu import EdgeTpuCompatibility
+from spaghettinet.deploy.export_report import (
+    DetectionAgreement,
+    ExportChecks,
+    ExportReport,
+    Int8Graph,
+    Int8Ranges,
+    ModelAccuracy,
+)
+from spaghettinet.deploy.tflite import PostprocessSettings
 from spaghettinet.evaluation.document import CSP, escape_html, escape_markdown
 from spaghettinet.evaluation.latency import LATENCY_FILE, LatencyReport, LatencyResult
 from spaghettinet.evaluation.report import (
@@ -122,43 +133,52 @@ def _test_results() -> SplitDetections:
     )
 
 
-EXPORT_REPORT = {
-    "quantization": "qat",
-    "checkpoint_quantization_aware": True,
-    "postprocess": {
-        "score_threshold": 0.3,
-        "iou_threshold": 0.6,
-        "max_detections": 10,
-        "use_regular_nms": False,
-        "signature": "SIGNATURE-ONLY-IN-THE-JSON",
-    },
-    "class_names": NAMES,
-    "input_size": [128, 128],
-    "calibration_images": 32,
-    "calibrated_ranges": [],
-    "int8_ranges": {"range_floor": 0.0, "widened_ranges": []},
-    "files": {"model_float.tflite": 12_000_000, "model_int8.tflite": 1_234_567},
-    "int8": {
-        "input": {"type": "UINT8", "scale": 2 / 255, "zero_point": 128},
-        "op_counts": {"CONV_2D": 40, "ADD": 3},
-        "float_ops": [],
-    },
-    "edgetpu": {"unsupported_ops": {}, "expected_cpu_ops": {"DEQUANTIZE": 2}, "problems": [], "compiler": {}},
-    "checks": {
-        "images": 3,
-        "int8_vs_keras": {
-            "reference_detections": 10,
-            "candidate_detections": 10,
-            "matched": 10,
-            "matched_fraction": 1.0,
-            "mean_iou": 0.97,
-            "max_score_difference": 0.02,
+EXPORT_REPORT = ExportReport(
+    checkpoint="training-output/ckpt-200",
+    step=200,
+    quantization="qat",
+    checkpoint_quantization_aware=True,
+    postprocess=PostprocessSettings(num_classes=3, score_threshold=0.3, iou_threshold=0.6, max_detections=10),
+    postprocess_signature="SIGNATURE-ONLY-IN-THE-JSON",
+    class_names=tuple(NAMES),
+    input_size=(128, 128),
+    calibration_images=32,
+    calibrated_ranges=(),
+    int8_ranges=Int8Ranges(range_floor=0.0, widened_ranges=()),
+    files={"model_float.tflite": 12_000_000, "model_int8.tflite": 1_234_567},
+    int8=Int8Graph(
+        input_type="UINT8",
+        input_scale=2 / 255,
+        input_zero_point=128,
+        op_counts={"CONV_2D": 40, "ADD": 3},
+        operators=(),
+        float_ops=(),
+    ),
+    edgetpu=EdgeTpuCompatibility(
+        unsupported_ops={},
+        expected_cpu_ops={"DEQUANTIZE": 2},
+        dynamic_shapes=[],
+        batch_size=1,
+        problems=[f"a problem naming {XSS_NAME}"],
+        compiler={"status": "not found"},
+    ),
+    checks=ExportChecks(
+        images=3,
+        agreements={
+            "int8_vs_keras": DetectionAgreement(
+                reference_detections=10,
+                candidate_detections=10,
+                matched=10,
+                matched_fraction=1.0,
+                mean_iou=0.97,
+                min_iou=0.9,
+                mean_score_difference=0.01,
+                max_score_difference=0.02,
+            )
         },
-        "map_float": {"AP": 0.5, "AP50": 0.8},
-        "map_int8": {"AP": 0.45, "AP50": 0.75},
-    },
-    "note": XSS_NAME,
-}
+        accuracy={"float": ModelAccuracy(0.5, 0.8, None), "int8": ModelAccuracy(0.45, 0.75, None)},
+    ),
+)
 
 
 def _full_inputs() -> ReportInputs:
@@ -355,7 +375,10 @@ def test_export_check_rows_mark_what_needs_a_look():
     assert rows["float ops in the int8 graph"][1:] == ["none", "ok"]
     assert rows["AP float vs int8 .tflite (3 test images)"][1:] == ["0.500 vs 0.450", "check"]
     assert rows["int8 .tflite vs Keras (3 test images)"][2] == "ok"
-    assert export_check_rows({"int8": {"float_ops": ["7:CONV_2D"]}})[0][1:] == ["7:CONV_2D", "check"]
+    with_float_op = replace(EXPORT_REPORT, int8=replace(EXPORT_REPORT.int8, float_ops=("7:CONV_2D",)))
+    rows = {row[0]: row for row in export_check_rows(with_float_op)}
+    assert rows["float ops in the int8 graph"][1:] == ["7:CONV_2D", "check"]
+    assert rows["Edge TPU"][2] == "check"  # the problem listed
 
 
 def test_format_op_counts_most_frequent_first():
@@ -486,7 +509,8 @@ def _write_stage_files(workdir: Path) -> None:
     exported = workdir / "exported"
     exported.mkdir()
     (exported / "model_int8.tflite").write_bytes(b"not really a model")
-    (exported / "export_report.json").write_text(json.dumps(EXPORT_REPORT | {"class_names": ["cat", "dog"]}))
+    two_classes = replace(EXPORT_REPORT, class_names=("cat", "dog"))
+    two_classes.write(exported / "export_report.json")
     LatencyReport([_latency(median_ms=5.0)]).write(exported / LATENCY_FILE)
 
 
@@ -547,6 +571,20 @@ def test_a_stage_file_in_a_layout_nothing_writes_is_named_not_guessed(tmp_path, 
     inputs = load_report_inputs(tmp_path / "work")
     assert inputs.loss_curves == {} and inputs.scores == []
     assert any(note.startswith(f"{name} could not be read") and reason in note for note in inputs.missing)
+
+
+def test_an_export_report_in_a_layout_nothing_writes_is_named_and_its_scores_left_out(tmp_path):
+    workdir = tmp_path / "work"
+    _write_stage_files(workdir)
+    report = workdir / "exported" / "export_report.json"
+    report.write_text(json.dumps(EXPORT_REPORT.to_dict() | {"mAP": 0.9}))
+    inputs = load_report_inputs(workdir)
+    assert inputs.export_report is None
+    assert [s.label for s in inputs.scores] == ["float (checkpoint)"]
+    assert any(
+        note.startswith("export_report.json could not be read") and "unknown 'mAP'" in note
+        for note in inputs.missing
+    )
 
 
 def test_a_partial_training_state_is_named_and_the_config_plan_shown(tmp_path):

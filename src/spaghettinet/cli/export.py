@@ -8,79 +8,84 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from spaghettinet.deploy.export_report import DetectionAgreement, ExportReport
+
 from .console import console, err_console
 
 
-def _export_table(report: dict) -> Table:
+def _export_table(report: ExportReport) -> Table:
+    from spaghettinet.deploy.export_report import CHECKED_MODELS
+
     table = Table(title="export checks", show_header=True)
     table.add_column("check")
     table.add_column("result")
-    int8 = report.get("int8")
-    table.add_row("quantization", str(report.get("quantization")))
-    for name, size in report.get("files", {}).items():
+    table.add_row("quantization", report.quantization)
+    for name, size in report.files.items():
         table.add_row(name, f"{size / 1e6:.2f} MB")
-    if int8:
-        q = int8["input"]
-        table.add_row("int8 input", f"{q['type']} scale {q['scale']:.6f} zero point {q['zero_point']}")
-        table.add_row("int8 ops", ", ".join(f"{k} {v}" for k, v in int8["op_counts"].items()))
-        table.add_row("float ops outside post-processing", ", ".join(int8["float_ops"]) or "none")
-    ranges = report.get("int8_ranges")
-    if ranges:
-        widened = ", ".join(ranges["widened_ranges"]) or "none"
-        table.add_row("int8 ranges widened", f"{widened} (floor {ranges['range_floor']})")
-    fp16 = report.get("fp16")
-    if fp16:
-        kept = ", ".join(fp16["kept_float32"]) or "none"
-        table.add_row("fp16 weights", f"{fp16['float16_constants']} constants float16, kept float32: {kept}")
-    onnx = report.get("onnx")
-    if onnx:
-        table.add_row("ONNX", f"opset {onnx['opset']}, tf2onnx {onnx['tf2onnx']}, NMS: {onnx['nms']}")
-    edgetpu = report.get("edgetpu")
-    if edgetpu:
-        table.add_row("Edge TPU problems", "; ".join(edgetpu["problems"]) or "none found")
-        table.add_row("edgetpu_compiler", edgetpu["compiler"].get("status", "?"))
-    checks = report.get("checks", {})
-    if "images" in checks:
+    if report.int8 is not None:
+        int8 = report.int8
+        table.add_row(
+            "int8 input", f"{int8.input_type} scale {int8.input_scale:.6f} zero point {int8.input_zero_point}"
+        )
+        table.add_row("int8 ops", ", ".join(f"{k} {v}" for k, v in int8.op_counts.items()))
+        table.add_row("float ops outside post-processing", ", ".join(int8.float_ops) or "none")
+    if report.int8_ranges is not None:
+        widened = ", ".join(report.int8_ranges.widened_ranges) or "none"
+        table.add_row("int8 ranges widened", f"{widened} (floor {report.int8_ranges.range_floor})")
+    if report.fp16 is not None:
+        kept = ", ".join(report.fp16.kept_float32) or "none"
+        table.add_row(
+            "fp16 weights", f"{report.fp16.float16_constants} constants float16, kept float32: {kept}"
+        )
+    if report.onnx is not None:
+        onnx = report.onnx
+        table.add_row("ONNX", f"opset {onnx.opset}, tf2onnx {onnx.tf2onnx}, NMS: {onnx.nms}")
+    if report.edgetpu is not None:
+        table.add_row("Edge TPU problems", "; ".join(report.edgetpu.problems) or "none found")
+        table.add_row("edgetpu_compiler", str(report.edgetpu.compiler.get("status", "?")))
+    checks = report.checks
+    if checks is not None and checks.skipped is not None:
+        table.add_row("accuracy checks", f"skipped: {checks.skipped}")
+    elif checks is not None:
         for key, label in (
             ("int8_vs_keras", "int8 vs Keras"),
             ("fp16_vs_float", "fp16 vs float .tflite"),
             ("onnx_vs_float", "ONNX vs float .tflite"),
         ):
-            if key in checks:
-                table.add_row(f"{label} ({checks['images']} test images)", _agreement(checks[key]))
-        anchors = checks.get("fp16_vs_float_every_anchor")
-        if anchors:
-            verdict = "within tolerance" if anchors["within_tolerance"] else "BEYOND tolerance"
+            if key in checks.agreements:
+                table.add_row(f"{label} ({checks.images} test images)", _agreement(checks.agreements[key]))
+        anchors = checks.fp16_every_anchor
+        if anchors is not None:
+            verdict = "within tolerance" if anchors.within_tolerance else "BEYOND tolerance"
             table.add_row(
                 "fp16 vs float, every anchor",
-                f"max |score diff| {anchors['max_score_difference']:.2e}, max |box diff| "
-                f"{anchors['max_box_difference']:.2e} ({verdict})",
+                f"max |score diff| {anchors.max_score_difference:.2e}, max |box diff| "
+                f"{anchors.max_box_difference:.2e} ({verdict})",
             )
-        models = [name for name in ("float", "fp16", "int8", "onnx") if f"map_{name}" in checks]
-        for metric in ("AP", "AP50", "AP75"):
-            shown = [_metric(checks.get(f"map_{name}"), metric) for name in models]
-            table.add_row(f"COCO {metric} {' / '.join(models)}", " / ".join(shown))
-    elif "status" in checks:
-        table.add_row("accuracy checks", checks["status"])
+        models = [name for name in CHECKED_MODELS if name in checks.accuracy]
+        for metric in ("ap", "ap50", "ap75"):
+            shown = [_metric(getattr(checks.accuracy[name], metric)) for name in models]
+            table.add_row(f"COCO {metric.upper()} {' / '.join(models)}", " / ".join(shown))
     return table
 
 
-def _agreement(comparison: dict) -> str:
+def _agreement(comparison: DetectionAgreement) -> str:
     """One detection comparison of the report as a table cell."""
-    mean_iou = comparison["mean_iou"]
+    mean_iou = comparison.mean_iou
     return (
-        f"matched {comparison['matched']}/{comparison['reference_detections']}, mean IoU "
-        f"{'-' if mean_iou is None else f'{mean_iou:.4f}'}, max |score diff| {comparison['max_score_difference']}"
+        f"matched {comparison.matched}/{comparison.reference_detections}, mean IoU "
+        f"{'-' if mean_iou is None else f'{mean_iou:.4f}'}, max |score diff| {comparison.max_score_difference}"
     )
 
 
-def _metric(section, name: str) -> str:
-    """One COCO number of a report section for the table ('-' where COCO has none)."""
-    value = section.get(name) if isinstance(section, dict) else None
+def _metric(value: float | None) -> str:
+    """One COCO number for the table ('-' where COCO has none)."""
     return "-" if value is None else f"{value:.3f}"
 
 

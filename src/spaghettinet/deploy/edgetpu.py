@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from spaghettinet.deploy.tflite import POSTPROCESS_OP
+from spaghettinet.stage_files import check_object, count_table, typed_field, typed_list
 
 #: Ops the Edge TPU compiler can map, in TFLite builtin-op spelling (Coral docs, "Supported operations").
 #: Some carry limitations (e.g. CONCATENATION without fused activation, MEAN over x/y only) that only the
@@ -98,6 +99,22 @@ class OperatorInfo:
         """True when any activation input or output is a float type."""
         return any(t in _FLOAT_TYPES for t in self.input_types + self.output_types)
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object, what: str, source=None) -> OperatorInfo:
+        """An op as ``export_report.json`` lists it; a key missing, unknown or mistyped is a ``DataError``."""
+        names = ["index", "name", "input_types", "output_types", "feeds_postprocess"]
+        check_object(data, what, names, source=source)
+        return cls(
+            index=typed_field(data, "index", int, what, source),
+            name=typed_field(data, "name", str, what, source),
+            input_types=typed_list(data, "input_types", str, what, source),
+            output_types=typed_list(data, "output_types", str, what, source),
+            feeds_postprocess=typed_field(data, "feeds_postprocess", bool, what, source),
+        )
+
 
 @dataclass
 class EdgeTpuCompatibility:
@@ -119,8 +136,30 @@ class EdgeTpuCompatibility:
     problems: list[str] = field(default_factory=list)
     compiler: dict = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object, what: str, source=None) -> EdgeTpuCompatibility:
+        """The section as ``export_report.json`` holds it. ``compiler`` is the compiler's own output (a ``status``,
+        then what that compiler version prints), kept as written."""
+        names = [
+            "unsupported_ops",
+            "expected_cpu_ops",
+            "dynamic_shapes",
+            "batch_size",
+            "problems",
+            "compiler",
+        ]
+        check_object(data, what, names, source=source)
+        return cls(
+            unsupported_ops=count_table(data, "unsupported_ops", what, source),
+            expected_cpu_ops=count_table(data, "expected_cpu_ops", what, source),
+            batch_size=typed_field(data, "batch_size", int, what, source),
+            dynamic_shapes=typed_list(data, "dynamic_shapes", str, what, source),
+            problems=typed_list(data, "problems", str, what, source),
+            compiler=dict(typed_field(data, "compiler", dict, what, source)),
+        )
 
 
 def _read_model(flatbuffer: bytes):

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from . import diagnosis
@@ -56,7 +55,7 @@ OUTPUTS: tuple[tuple[str, str, str], ...] = (
 
 def _what_section(inputs: ReportInputs) -> Section:
     section = Section("What it detects")
-    names = inputs.class_names or list((inputs.export_report or {}).get("class_names") or [])
+    names = inputs.class_names or list(inputs.export_report.class_names if inputs.export_report else ())
     if not names:
         section.blocks.append(Notice("No label map found: the classes are unknown."))
         return section
@@ -74,22 +73,18 @@ def _files_section(inputs: ReportInputs) -> Section:
     from spaghettinet.deploy.tflite import OUTPUT_NAMES
 
     section = Section("Files, inputs and outputs")
-    report = inputs.export_report or {}
-    size = report.get("input_size") or (list(inputs.training.input_size) if inputs.training else None)
-    shape = (
-        f"[1, {size[0]}, {size[1]}, 3]"
-        if isinstance(size, list | tuple) and len(size) == 2
-        else "[1, H, W, 3]"
-    )
-    given = (report.get("int8") or {}).get("input") if isinstance(report.get("int8"), Mapping) else None
+    report = inputs.export_report
+    size = report.input_size if report else (inputs.training.input_size if inputs.training else None)
+    shape = f"[1, {size[0]}, {size[1]}, 3]" if size else "[1, H, W, 3]"
+    given = report.int8 if report else None
     rows = []
     for name, file_size in sorted(inputs.model_sizes.items()):
         if name == "model_int8.tflite":
-            if isinstance(given, Mapping):
+            if given is not None:
                 description = (
-                    f"{str(given.get('type', 'uint8')).lower()} {shape}: raw RGB pixels 0-255; input quantization "
-                    f"scale {given.get('scale')}, zero point {given.get('zero_point')}: the model sees "
-                    f"scale × (pixel − {given.get('zero_point')}), in [-1, 1]"
+                    f"{given.input_type.lower()} {shape}: raw RGB pixels 0-255; input quantization "
+                    f"scale {given.input_scale}, zero point {given.input_zero_point}: the model sees "
+                    f"scale × (pixel − {given.input_zero_point}), in [-1, 1]"
                 )
             else:
                 description = f"uint8 {shape}: raw RGB pixels 0-255"
@@ -106,8 +101,8 @@ def _files_section(inputs: ReportInputs) -> Section:
         section.blocks.append(Table(["file", "size", "input"], rows))
     else:
         section.blocks.append(Notice("No exported .tflite files found."))
-    post = report.get("postprocess") if isinstance(report.get("postprocess"), Mapping) else {}
-    detections = post.get("max_detections", "K")
+    post = report.postprocess if report else None
+    detections = post.max_detections if post else "K"
     section.blocks.append(
         Paragraph(
             f"Every .tflite ends in TFLite_Detection_PostProcess; outputs in this order (K = {detections}):"
@@ -121,11 +116,11 @@ def _files_section(inputs: ReportInputs) -> Section:
         )
     )
     if post:
-        nms = "per class" if post.get("use_regular_nms") else "class-agnostic (one class per box)"
+        nms = "per class" if post.use_regular_nms else "class-agnostic (one class per box)"
         section.blocks.append(
             Paragraph(
-                f"Non-maximum suppression {nms}, score threshold {post.get('score_threshold')}, IoU "
-                f"{post.get('iou_threshold')}. labels.txt holds the class names, one per line; saved_model/ the float "
+                f"Non-maximum suppression {nms}, score threshold {post.score_threshold}, IoU "
+                f"{post.iou_threshold}. labels.txt holds the class names, one per line; saved_model/ the float "
                 "TensorFlow model."
             )
         )
@@ -300,7 +295,7 @@ def card_title(inputs: ReportInputs) -> str:
     training = inputs.training
     variant = f"-{training.variant.upper()}" if training is not None and training.variant else ""
     parts = [f"SpaghettiNet-EdgeTPU{variant} detector"]
-    names = inputs.class_names or list((inputs.export_report or {}).get("class_names") or [])
+    names = inputs.class_names or list(inputs.export_report.class_names if inputs.export_report else ())
     if names:
         parts.append(f"{len(names)} class" + ("es" if len(names) != 1 else ""))
     if training is not None and training.input_size:

@@ -41,6 +41,12 @@ from spaghettinet.coco_metrics import STAT_NAMES, CocoResult, EvalReport
 from spaghettinet.data.problems import ERROR, WARNING
 from spaghettinet.data.split import SPLIT_FILE, SplitFile
 from spaghettinet.data.validation_file import VALIDATION_FILE, ValidationFile
+from spaghettinet.deploy.export_report import (
+    EXPORT_REPORT_FILE,
+    DetectionAgreement,
+    ExportReport,
+    ModelAccuracy,
+)
 from spaghettinet.errors import SpaghettiError
 from spaghettinet.io_utils import atomic_path, write_bytes_atomic, write_text_atomic
 from spaghettinet.training.history import HISTORY_FILE, MetricsHistory
@@ -238,7 +244,7 @@ class ReportInputs:
         min_score: predictions below this are not drawn on the test pictures.
         latency: one :class:`~spaghettinet.evaluation.latency.LatencyResult` per exported model (``latency.json``).
         model_sizes: file name → bytes.
-        export_report: the export stage's ``export_report.json`` content.
+        export_report: the export stage's ``export_report.json``.
         export_report_path: where that file is (linked from the report).
         model_card_path: where :func:`write_report` writes the model card (None: no card).
         missing: free-text notes on inputs that could not be read (shown at the top).
@@ -261,7 +267,7 @@ class ReportInputs:
     min_score: float = 0.3
     latency: list[LatencyResult] = field(default_factory=list)
     model_sizes: dict[str, int] = field(default_factory=dict)
-    export_report: dict | None = None
+    export_report: ExportReport | None = None
     export_report_path: Path | None = None
     model_card_path: Path | None = None
     missing: list[str] = field(default_factory=list)
@@ -297,18 +303,19 @@ def shipped_scores(inputs: ReportInputs) -> ModelScores | None:
     return min(inputs.scores, key=rank, default=None)
 
 
-def _export_check(inputs: ReportInputs, key: str) -> Mapping:
-    checks = (inputs.export_report or {}).get("checks")
-    entry = checks.get(key) if isinstance(checks, Mapping) else None
-    return entry if isinstance(entry, Mapping) else {}
+def _export_ap(inputs: ReportInputs, model: str) -> float | None:
+    """The AP the export measured for ``model`` (``float``, ``int8``) on its check images, or None."""
+    checks = inputs.export_report.checks if inputs.export_report is not None else None
+    accuracy = checks.accuracy.get(model) if checks is not None else None
+    return accuracy.ap if accuracy is not None else None
 
 
 def _test_images(inputs: ReportInputs) -> int | None:
     if inputs.test_results is not None and inputs.test_results.images:
         return len(inputs.test_results.images)
-    checks = (inputs.export_report or {}).get("checks")
-    if isinstance(checks, Mapping) and isinstance(checks.get("images"), int):
-        return int(checks["images"])
+    checks = inputs.export_report.checks if inputs.export_report is not None else None
+    if checks is not None and checks.skipped is None:
+        return checks.images
     if inputs.dataset is not None and "test" in inputs.dataset.split_images:
         return inputs.dataset.split_images["test"]
     return None
@@ -372,9 +379,9 @@ def run_facts(inputs: ReportInputs) -> diagnosis.RunFacts:
         test_images=test_images,
         test_objects=test_objects,
         train_images=dataset.split_images.get("train") if dataset else None,
-        float_ap=_number(_export_check(inputs, "map_float").get("AP")),
-        int8_ap=_number(_export_check(inputs, "map_int8").get("AP")),
-        quantization=str((inputs.export_report or {}).get("quantization") or "") or None,
+        float_ap=_export_ap(inputs, "float"),
+        int8_ap=_export_ap(inputs, "int8"),
+        quantization=inputs.export_report.quantization if inputs.export_report is not None else None,
         input_size=max(input_size) if input_size else None,
         suggested_input_size=inputs.coverage.suggested_input_size if inputs.coverage else None,
         loss_steps=tuple(float(s) for s in steps),
@@ -386,10 +393,7 @@ def run_facts(inputs: ReportInputs) -> diagnosis.RunFacts:
 
 
 def _export_input_size(inputs: ReportInputs) -> tuple[int, int] | None:
-    size = (inputs.export_report or {}).get("input_size")
-    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
-        return int(size[0]), int(size[1])
-    return None
+    return inputs.export_report.input_size if inputs.export_report is not None else None
 
 
 def shipped_latency(inputs: ReportInputs) -> LatencyResult | None:
@@ -797,144 +801,125 @@ def _speed_section(inputs: ReportInputs) -> Section:
     return section
 
 
-def _detections_agreement(entry: Mapping) -> tuple[str, str]:
-    reference = entry.get("reference_detections")
-    matched = entry.get("matched")
-    fraction = _number(entry.get("matched_fraction"))
-    if not reference:
+def _detections_agreement(entry: DetectionAgreement) -> tuple[str, str]:
+    if not entry.reference_detections:
         return "no detections to compare", ""
-    text = f"{matched} of {reference} detections matched"
-    if _number(entry.get("mean_iou")) is not None:
-        text += f", mean IoU {entry['mean_iou']:.3f}"
-    if _number(entry.get("max_score_difference")) is not None:
-        text += f", scores differ by ≤ {entry['max_score_difference']:.3f}"
+    text = f"{entry.matched} of {entry.reference_detections} detections matched"
+    if entry.mean_iou is not None:
+        text += f", mean IoU {entry.mean_iou:.3f}"
+    if entry.max_score_difference is not None:
+        text += f", scores differ by ≤ {entry.max_score_difference:.3f}"
+    fraction = entry.matched_fraction
     return text, "ok" if fraction is not None and fraction >= 0.9 else "check"
 
 
-def export_check_rows(report: Mapping) -> list[list[str]]:
+#: The detection agreements the export checks table shows, with their labels.
+_SHOWN_AGREEMENTS = (
+    ("int8_vs_keras", "int8 .tflite vs Keras"),
+    ("float_vs_keras", "float .tflite vs Keras"),
+    ("fp16_vs_float", "fp16 .tflite vs float .tflite"),
+    ("onnx_vs_float", "ONNX vs float .tflite"),
+)
+
+
+def export_check_rows(report: ExportReport) -> list[list[str]]:
     """``[check, result, status]`` rows of an ``export_report.json`` (status ``ok``, ``check``, or empty for facts).
 
     Example:
-        >>> export_check_rows({"int8": {"float_ops": []}})[0]
-        ['float ops in the int8 graph', 'none', 'ok']
+        >>> from spaghettinet.deploy.tflite import PostprocessSettings
+        >>> report = ExportReport("ckpt-1", 1, "ptq", False, PostprocessSettings(1), "", ("cat",), (96, 96), 0, ())
+        >>> export_check_rows(report)[0]
+        ['int8 quantization', 'PTQ (checkpoint trained in float)', '']
     """
-    rows: list[list[str]] = []
-    quantization = report.get("quantization")
-    if quantization:
-        trained = report.get("checkpoint_quantization_aware")
-        note = {
-            True: " (checkpoint trained quantization-aware)",
-            False: " (checkpoint trained in float)",
-        }.get(trained, "")
-        rows.append(["int8 quantization", f"{str(quantization).upper()}{note}", ""])
-    int8 = report.get("int8")
-    if isinstance(int8, Mapping):
-        given = int8.get("input")
-        if isinstance(given, Mapping):
-            scale = _number(given.get("scale"))
-            scale_text = f"scale {scale:.6g}" + (" (2/255)" if scale and abs(scale - 2 / 255) < 1e-6 else "")
-            rows.append(
-                [
-                    "int8 input",
-                    f"{given.get('type', '?')}, {scale_text}, zero point {given.get('zero_point')}",
-                    "",
-                ]
-            )
-        float_ops = int8.get("float_ops")
-        if isinstance(float_ops, list):
-            rows.append(
-                [
-                    "float ops in the int8 graph",
-                    ", ".join(map(str, float_ops)) or "none",
-                    "check" if float_ops else "ok",
-                ]
-            )
-    post = report.get("postprocess")
-    if isinstance(post, Mapping):
-        nms = "per-class NMS" if post.get("use_regular_nms") else "class-agnostic NMS"
+    trained = "quantization-aware" if report.checkpoint_quantization_aware else "in float"
+    rows: list[list[str]] = [
+        ["int8 quantization", f"{report.quantization.upper()} (checkpoint trained {trained})", ""]
+    ]
+    int8 = report.int8
+    if int8 is not None:
+        scale = int8.input_scale
+        scale_text = f"scale {scale:.6g}" + (" (2/255)" if abs(scale - 2 / 255) < 1e-6 else "")
+        rows.append(
+            ["int8 input", f"{int8.input_type}, {scale_text}, zero point {int8.input_zero_point}", ""]
+        )
         rows.append(
             [
-                "post-processing",
-                f"{nms}, score ≥ {post.get('score_threshold')}, IoU {post.get('iou_threshold')}, "
-                f"{post.get('max_detections')} detections",
-                "",
+                "float ops in the int8 graph",
+                ", ".join(int8.float_ops) or "none",
+                "check" if int8.float_ops else "ok",
             ]
         )
-    edgetpu = report.get("edgetpu")
-    if isinstance(edgetpu, Mapping):
-        unsupported = edgetpu.get("unsupported_ops") or {}
-        problems = edgetpu.get("problems") or []
-        compiler = edgetpu.get("compiler")
-        compiler_status = compiler.get("status") if isinstance(compiler, Mapping) else None
+    post = report.postprocess
+    nms = "per-class NMS" if post.use_regular_nms else "class-agnostic NMS"
+    rows.append(
+        [
+            "post-processing",
+            f"{nms}, score ≥ {post.score_threshold}, IoU {post.iou_threshold}, {post.max_detections} detections",
+            "",
+        ]
+    )
+    edgetpu = report.edgetpu
+    if edgetpu is not None:
         text = (
-            "unsupported ops: " + format_op_counts(unsupported)
-            if unsupported
+            "unsupported ops: " + format_op_counts(edgetpu.unsupported_ops)
+            if edgetpu.unsupported_ops
             else "every op maps to the Edge TPU"
         )
-        if isinstance(edgetpu.get("expected_cpu_ops"), Mapping) and edgetpu["expected_cpu_ops"]:
-            text += f"; on the CPU as expected: {format_op_counts(edgetpu['expected_cpu_ops'])}"
-        if problems:
-            text += "; " + "; ".join(map(str, problems))
-        if compiler_status:
-            text += f"; edgetpu_compiler: {compiler_status}"
-        rows.append(["Edge TPU", text, "check" if unsupported or problems else "ok"])
-    checks = report.get("checks")
-    if isinstance(checks, Mapping):
-        images = checks.get("images")
-        if isinstance(checks.get("status"), str):
-            rows.append(["accuracy checks", checks["status"], ""])
-        for key, label in (
-            ("int8_vs_keras", "int8 .tflite vs Keras"),
-            ("float_vs_keras", "float .tflite vs Keras"),
-            ("fp16_vs_float", "fp16 .tflite vs float .tflite"),
-            ("onnx_vs_float", "ONNX vs float .tflite"),
-        ):
-            if isinstance(checks.get(key), Mapping):
-                text, status = _detections_agreement(checks[key])
+        if edgetpu.expected_cpu_ops:
+            text += f"; on the CPU as expected: {format_op_counts(edgetpu.expected_cpu_ops)}"
+        if edgetpu.problems:
+            text += "; " + "; ".join(edgetpu.problems)
+        if edgetpu.compiler.get("status"):
+            text += f"; edgetpu_compiler: {edgetpu.compiler['status']}"
+        rows.append(["Edge TPU", text, "check" if edgetpu.unsupported_ops or edgetpu.problems else "ok"])
+    checks = report.checks
+    if checks is not None and checks.skipped is not None:
+        rows.append(["accuracy checks", f"skipped: {checks.skipped}", ""])
+    elif checks is not None:
+        images = checks.images
+        for key, label in _SHOWN_AGREEMENTS:
+            if key in checks.agreements:
+                text, status = _detections_agreement(checks.agreements[key])
                 rows.append([f"{label} ({images} test images)", text, status])
-        float_map, int8_map = checks.get("map_float"), checks.get("map_int8")
-        if isinstance(float_map, Mapping) and isinstance(int8_map, Mapping):
-            float_ap, int8_ap = _number(float_map.get("AP")), _number(int8_map.get("AP"))
+        float_map, int8_map = checks.accuracy.get("float"), checks.accuracy.get("int8")
+        if float_map is not None and int8_map is not None:
             status = ""
-            if float_ap is not None and int8_ap is not None:
-                status = "ok" if float_ap - int8_ap <= diagnosis.MAX_QUANTIZATION_LOSS else "check"
+            if float_map.ap is not None and int8_map.ap is not None:
+                status = "ok" if float_map.ap - int8_map.ap <= diagnosis.MAX_QUANTIZATION_LOSS else "check"
             rows.append(
                 [
                     f"AP float vs int8 .tflite ({images} test images)",
-                    f"{format_number(float_ap)} vs {format_number(int8_ap)}",
+                    f"{format_number(float_map.ap)} vs {format_number(int8_map.ap)}",
                     status,
                 ]
             )
-        every_anchor = checks.get("fp16_vs_float_every_anchor")
-        if isinstance(every_anchor, Mapping):
+        every_anchor = checks.fp16_every_anchor
+        if every_anchor is not None:
             rows.append(
                 [
                     f"fp16 vs float .tflite, every anchor ({images} test images)",
-                    f"largest score difference {format_number(_number(every_anchor.get('max_score_difference')))}, "
-                    f"largest box difference {format_number(_number(every_anchor.get('max_box_difference')))}",
-                    "ok" if every_anchor.get("within_tolerance") else "check",
+                    f"largest score difference {format_number(every_anchor.max_score_difference)}, "
+                    f"largest box difference {format_number(every_anchor.max_box_difference)}",
+                    "ok" if every_anchor.within_tolerance else "check",
                 ]
             )
-    calibrated = report.get("calibration_images")
-    if isinstance(calibrated, int):
-        ranges = report.get("calibrated_ranges")
-        count = len(ranges) if isinstance(ranges, list) else 0
+    rows.append(
+        [
+            "calibration",
+            f"{report.calibration_images} training images, {len(report.calibrated_ranges)} activation ranges set "
+            "from them",
+            "",
+        ]
+    )
+    if report.int8_ranges is not None:
         rows.append(
-            ["calibration", f"{calibrated} training images, {count} activation ranges set from them", ""]
+            ["int8 ranges widened (too narrow to quantize)", str(len(report.int8_ranges.widened_ranges)), ""]
         )
-    widened = report.get("int8_ranges")
-    if isinstance(widened, Mapping) and isinstance(widened.get("widened_ranges"), list):
-        count = len(widened["widened_ranges"])
-        rows.append(["int8 ranges widened (too narrow to quantize)", str(count), ""])
-    files = report.get("files")
-    if isinstance(files, Mapping):
+    if report.files:
         rows.append(
             [
                 "files written",
-                ", ".join(
-                    f"{name} ({format_bytes(size)})" if isinstance(size, int) else str(name)
-                    for name, size in files.items()
-                ),
+                ", ".join(f"{name} ({format_bytes(size)})" for name, size in report.files.items()),
                 "",
             ]
         )
@@ -944,14 +929,10 @@ def export_check_rows(report: Mapping) -> list[list[str]]:
 def _export_section(inputs: ReportInputs, links: Mapping[str, str]) -> Section:
     section = Section("Export checks")
     report = inputs.export_report
-    if not report:
+    if report is None:
         section.blocks.append(Notice("No export report (export_report.json) found."))
         return section
-    rows = export_check_rows(report)
-    if rows:
-        section.blocks.append(Table(["check", "result", "status"], rows))
-    else:
-        section.blocks.append(Paragraph("The export report holds none of the checks this page knows."))
+    section.blocks.append(Table(["check", "result", "status"], export_check_rows(report)))
     if "export_report" in links:
         section.blocks.append(Link("The full export report (export_report.json)", links["export_report"]))
     return section
@@ -1108,26 +1089,19 @@ def _precision_recall(result: CocoResult) -> dict[str, tuple[list[float], list[f
     return {name: (curve["recall"], curve["precision"]) for name, curve in result.pr_curves.items() if curve}
 
 
-def scores_from_export_check(entry: object, label: str) -> ModelScores | None:
-    """The report's view of an export report's ``checks.map_*`` entry (what ``deploy.export`` writes there)."""
-    if not isinstance(entry, Mapping):
-        return None
+def scores_from_export_check(accuracy: ModelAccuracy, label: str) -> ModelScores | None:
+    """The report's view of one model's AP in the export checks (None when COCO gave no value at all)."""
     metrics = {
-        name: float(entry[name])
-        for name in ("AP", "AP50", "AP75")
-        if isinstance(entry.get(name), int | float) and not isinstance(entry.get(name), bool)
+        name: value
+        for name, value in (("AP", accuracy.ap), ("AP50", accuracy.ap50), ("AP75", accuracy.ap75))
+        if value is not None
     }
     if not metrics:
         return None
-    per_class = entry.get("per_class_ap")
     return ModelScores(
         label=label,
         metrics=metrics,
-        per_class_ap={
-            str(name): float(value)
-            for name, value in (per_class.items() if isinstance(per_class, Mapping) else ())
-            if isinstance(value, int | float) and not isinstance(value, bool)
-        },
+        per_class_ap={name: value for name, value in accuracy.per_class_ap.items() if value is not None},
     )
 
 
@@ -1325,11 +1299,11 @@ def coverage_facts(
     return facts
 
 
-def _shipped_model(exported: Path, export_report: Mapping | None) -> Path | None:
+def _shipped_model(exported: Path, export_report: ExportReport | None) -> Path | None:
     """The ``.tflite`` the last export wrote, int8 first (a stale file of an earlier export is not used)."""
-    files = export_report.get("files") if isinstance(export_report, Mapping) else None
+    files = export_report.files if export_report is not None else {}
     for name in ("model_int8.tflite", "model_float.tflite"):
-        if isinstance(files, Mapping) and name in files and (exported / name).is_file():
+        if name in files and (exported / name).is_file():
             return exported / name
     return None
 
@@ -1355,13 +1329,10 @@ def add_test_results(inputs: ReportInputs, workdir: str | Path) -> None:
     records = _test_records(workdir)
     if model is None or not records:
         return
-    post = (inputs.export_report or {}).get("postprocess")
-    threshold = _number(post.get("score_threshold")) if isinstance(post, Mapping) else None
-    names = inputs.class_names or list((inputs.export_report or {}).get("class_names") or [])
+    names = inputs.class_names or list(inputs.export_report.class_names if inputs.export_report else ())
+    threshold = inputs.export_report.postprocess.score_threshold if inputs.export_report else inputs.min_score
     try:
-        inputs.test_results = detect_test_split(
-            model, records, names, score_threshold=threshold if threshold is not None else inputs.min_score
-        )
+        inputs.test_results = detect_test_split(model, records, names, score_threshold=threshold)
     except (SpaghettiError, ImportError, ValueError) as exc:
         inputs.missing.append(f"the shipped model could not be run on the test split ({exc}).")
         return
@@ -1416,16 +1387,14 @@ def load_report_inputs(workdir: str | Path, title: str | None = None, detect: bo
         inputs.scores.append(float_scores)
         inputs.precision_recall = _precision_recall(evaluation.result)
         inputs.precision_recall_model = float_scores.label
-    export_path = workdir / "exported" / "export_report.json"
-    export_report = _read_json(export_path, missing)
-    if isinstance(export_report, Mapping):
-        inputs.export_report = dict(export_report)
+    export_path = workdir / "exported" / EXPORT_REPORT_FILE
+    export_report = _read_stage_file(ExportReport.read, export_path, missing)
+    if export_report is not None:
+        inputs.export_report = export_report
         inputs.export_report_path = export_path
-        post = export_report.get("postprocess")
-        if isinstance(post, Mapping) and _number(post.get("score_threshold")) is not None:
-            inputs.min_score = float(post["score_threshold"])
-        for label, entry in _export_evaluations(export_report):
-            scores = scores_from_export_check(entry, label)
+        inputs.min_score = export_report.postprocess.score_threshold
+        for label, accuracy in _export_evaluations(export_report):
+            scores = scores_from_export_check(accuracy, label)
             if scores is not None:
                 inputs.scores.append(scores)
     exported = workdir / "exported"
@@ -1442,20 +1411,11 @@ def load_report_inputs(workdir: str | Path, title: str | None = None, detect: bo
     return inputs
 
 
-def _export_evaluations(report: Mapping) -> list[tuple[str, Mapping]]:
-    """(label, metrics) pairs of an export report: its ``checks.map_float`` / ``checks.map_int8`` entries."""
-    found = []
-    checks = report.get("checks")
-    if isinstance(checks, Mapping):
-        quantization = str(report.get("quantization", "")).upper()
-        int8_label = f"{quantization} int8 TFLite" if quantization in ("QAT", "PTQ") else "int8 TFLite"
-        for key, label in (
-            ("map_float", "float TFLite"),
-            ("map_int8", int8_label),
-            ("map_fp16", "fp16 TFLite"),
-            ("map_onnx", "ONNX"),
-        ):
-            entry = checks.get(key)
-            if isinstance(entry, Mapping):
-                found.append((label, entry))
-    return found
+def _export_evaluations(report: ExportReport) -> list[tuple[str, ModelAccuracy]]:
+    """(label, accuracy) of each model the export scored: float, then int8, fp16 and ONNX."""
+    if report.checks is None:
+        return []
+    quantization = report.quantization.upper()
+    int8_label = f"{quantization} int8 TFLite" if quantization in ("QAT", "PTQ") else "int8 TFLite"
+    labels = {"float": "float TFLite", "int8": int8_label, "fp16": "fp16 TFLite", "onnx": "ONNX"}
+    return [(labels[name], report.checks.accuracy[name]) for name in labels if name in report.checks.accuracy]
