@@ -46,7 +46,7 @@ def _split_contents(images: Path) -> dict:
 
 def _scores(workdir: Path) -> dict:
     """AP and AP50 of each model the export evaluated (``float TFLite``, ``QAT int8 TFLite``...)."""
-    from spaghettinet.evaluation.report import load_report_inputs
+    from spaghettinet.evaluation.report_loading import load_report_inputs
 
     return {
         scores.label: {key: scores.metrics.get(key) for key in ("AP", "AP50")}

@@ -8,7 +8,7 @@ from spaghettinet.deploy.tflite import PostprocessSettings
 from spaghettinet.evaluation.document import escape_markdown
 from spaghettinet.evaluation.latency import LatencyResult
 from spaghettinet.evaluation.model_card import model_card_markdown
-from spaghettinet.evaluation.report import DatasetSummary, ModelScores, ReportInputs, TrainingFacts
+from spaghettinet.evaluation.report_inputs import DatasetSummary, ModelScores, ReportInputs, TrainingFacts
 
 HOSTILE_CLASS = "[cat](javascript:alert(1)) <b>"
 PATH_LIKE_START = "../../home/me/ckpt-5"

@@ -32,19 +32,17 @@ from spaghettinet.deploy.export_report import (
 from spaghettinet.deploy.tflite import PostprocessSettings
 from spaghettinet.evaluation.document import CSP, escape_html, escape_markdown
 from spaghettinet.evaluation.latency import LATENCY_FILE, LatencyReport, LatencyResult
-from spaghettinet.evaluation.report import (
+from spaghettinet.evaluation.report import export_check_rows, format_op_counts, write_report
+from spaghettinet.evaluation.report_inputs import (
     CoverageFacts,
     DatasetSummary,
     ModelScores,
     PredictedPicture,
     ReportInputs,
     TrainingFacts,
-    export_check_rows,
-    format_op_counts,
-    load_report_inputs,
     run_facts,
-    write_report,
 )
+from spaghettinet.evaluation.report_loading import load_report_inputs
 from spaghettinet.evaluation.split_detections import ImageResult, SplitDetections
 from spaghettinet.training.history import HISTORY_FILE, EvaluationRecord, LossRecord, MetricsHistory
 from spaghettinet.training.plan import STATE_FILE, TrainPlan

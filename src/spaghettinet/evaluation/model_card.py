@@ -17,8 +17,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from . import diagnosis
 from .document import (
     Advice,
@@ -32,9 +30,15 @@ from .document import (
     format_number,
     render_markdown,
 )
-
-if TYPE_CHECKING:
-    from .report import ReportInputs
+from .report_inputs import (
+    COCO_METRICS,
+    SCORE_LABELS,
+    ReportInputs,
+    cpu_name,
+    run_facts,
+    shipped_scores,
+    training_rows,
+)
 
 #: What each output holds, in the order of the exported op's outputs (``deploy/tflite.py``'s ``OUTPUT_NAMES``).
 OUTPUTS: tuple[tuple[str, str, str], ...] = (
@@ -155,8 +159,6 @@ def _data_section(inputs: ReportInputs) -> Section:
 
 
 def _training_section(inputs: ReportInputs) -> Section:
-    from .report import training_rows
-
     section = Section("How it was trained")
     if inputs.training is None:
         section.blocks.append(Notice("No pipeline.config found: the training settings are unknown."))
@@ -166,8 +168,6 @@ def _training_section(inputs: ReportInputs) -> Section:
 
 
 def _accuracy_section(inputs: ReportInputs) -> Section:
-    from .report import COCO_METRICS, SCORE_LABELS, shipped_scores
-
     section = Section("Accuracy on the test split")
     scores = list(inputs.scores)
     if inputs.test_results is not None and inputs.test_results.scores is not None:
@@ -201,8 +201,6 @@ def _accuracy_section(inputs: ReportInputs) -> Section:
 
 
 def _speed_section(inputs: ReportInputs) -> Section:
-    from .report import cpu_name
-
     section = Section("Latency")
     if not inputs.latency:
         section.blocks.append(Notice("No latency measured."))
@@ -231,8 +229,6 @@ def _speed_section(inputs: ReportInputs) -> Section:
 
 
 def _limits_section(inputs: ReportInputs) -> Section:
-    from .report import run_facts
-
     section = Section("Limits")
     facts = run_facts(inputs)
     section.blocks.append(Paragraph(diagnosis.judgement(facts)))

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from .confusion import ConfusionMatrix, confusion_matrix, match_image
-from .report import COCO_METRIC_NAMES, ModelScores, PredictedPicture
+from .report_inputs import COCO_METRIC_NAMES, ModelScores, PredictedPicture
 
 #: Test images run at most; the figures then say how many of how many were used.
 MAX_TEST_IMAGES = 2000

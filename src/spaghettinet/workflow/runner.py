@@ -166,7 +166,7 @@ def _check_arguments(settings: RunSettings, until: str | None, force: Sequence[s
 
 
 def _fill_results(settings: RunSettings, result: RunResult) -> None:
-    from spaghettinet.evaluation.report import load_report_inputs
+    from spaghettinet.evaluation.report_loading import load_report_inputs
 
     exported = exported_models(settings)
     result.int8_model = settings.exported / "model_int8.tflite" if "model_int8.tflite" in exported else None

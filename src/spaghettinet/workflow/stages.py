@@ -271,7 +271,8 @@ def exported_models(settings: RunSettings) -> list[str]:
 
 
 def _report(settings: RunSettings, log) -> str:
-    from spaghettinet.evaluation.report import load_report_inputs, write_report
+    from spaghettinet.evaluation.report import write_report
+    from spaghettinet.evaluation.report_loading import load_report_inputs
 
     # detect=True: the shipped model on the whole test split (confusion matrix, worst images, the verdict's AP).
     inputs = load_report_inputs(settings.workdir, detect=True)
@@ -294,7 +295,8 @@ def write_run_report(workdir: str | Path, out: str | Path | None = None):
         >>> write_run_report("work").html  # doctest: +SKIP
         PosixPath('work/report/index.html')
     """
-    from spaghettinet.evaluation.report import load_report_inputs, write_report
+    from spaghettinet.evaluation.report import write_report
+    from spaghettinet.evaluation.report_loading import load_report_inputs
 
     workdir = Path(workdir)
     inputs = load_report_inputs(workdir, detect=True)
