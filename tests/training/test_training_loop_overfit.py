@@ -1,7 +1,10 @@
 """A tiny SpaghettiNet-S at 128² overfits one fixed batch: the detection loss falls by an order of magnitude.
 
-Measured on a shared 2-core machine: 2 images, SGD 0.05 with momentum 0.9, the loss fell from ~4 to ~0.03 in 30
-steps (0.27 s/step after a tracing step); 40 steps leave a wide margin for the factor of 10 asserted here.
+Measured on a 2-core AMD EPYC: 2 images, SGD 0.05 with momentum 0.9, 36 initial weights (seeds 0 to 35): the loss
+starts at 3.9 to 4.0 and ends, after 40 steps, between 0.002 and 0.006. On the way, momentum SGD on two images
+spikes now and then (seed 22: 0.91 at step 10, 0.96 at step 20, 0.05 at step 30), and one CI run ended at 0.62 on
+its 40th step. So the weights start from a fixed seed, and the median of the last 5 steps is what must have fallen
+tenfold: one spiking step does not decide, a model that stopped learning does.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ keras = import_keras()
 
 
 def test_tiny_model_overfits_a_fixed_batch(tmp_path):
+    keras.utils.set_random_seed(0)
     with tf.io.TFRecordWriter(str(tmp_path / "train.record")) as writer:
         for index in range(2):
             writer.write(_example(index, with_object=True))
@@ -37,4 +41,5 @@ def test_tiny_model_overfits_a_fixed_batch(tmp_path):
     for _ in range(40):
         losses = step(batch)
         detection_losses.append(float(losses["classification"] + losses["localization"]))
-    assert detection_losses[-1] < detection_losses[0] / 10, detection_losses
+    last = sorted(detection_losses[-5:])[2]
+    assert last < detection_losses[0] / 10, " ".join(f"{loss:.3f}" for loss in detection_losses)
